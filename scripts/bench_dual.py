@@ -25,7 +25,7 @@ def child(mode: str) -> dict[str, float]:
     import torch
 
     from kvmem.data.bundled import load_forgetting_tasks
-    from kvmem.experiments import forgetting
+    from kvmem.experiments.paper import forgetting
 
     torch.set_num_threads(1)
     load_forgetting_tasks(None)  # data load and checksum: not part of either timing
@@ -38,12 +38,12 @@ def child(mode: str) -> dict[str, float]:
     elif mode == "weights":
         forgetting.run_weights(forgetting.Config())
     elif mode == "record":
-        from kvmem.experiments.forgetting_dual import record_training
+        from kvmem.experiments.paper.forgetting_dual import record_training
 
         _, mem, _ = record_training(forgetting.Config(), load_forgetting_tasks(None))
         out["trace_bytes"] = float(mem.nbytes)
     elif mode == "dual":
-        from kvmem.experiments.forgetting_dual import run_dual
+        from kvmem.experiments.paper.forgetting_dual import run_dual
 
         r = run_dual(forgetting.Config(mode="dual"))
         out |= {k: float(v) for k, v in r.metrics.items()}

@@ -18,7 +18,7 @@ checks that they computed the same thing and prints the times and their ratio.
 - ``forgetting`` (Fig. 3): kvmem must reproduce every accuracy and every per-step loss of
   the transcription exactly (same floats).
 
-Both sides run single-threaded (kvmem always does; see ``kvmem.experiments.forgetting``).
+Both sides run single-threaded (kvmem always does; see ``kvmem.experiments.paper.forgetting``).
 ``--default-threads`` additionally times the transcriptions with torch's default thread
 count, as a user would run the notebooks (timing only).
 
@@ -40,8 +40,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from kvmem.data import bundled
-from kvmem.experiments import forgetting as fg
-from kvmem.experiments import kv_optimization as kv
+from kvmem.experiments.paper import forgetting as fg
+from kvmem.experiments.paper import kv_optimization as kv
 from kvmem.experiments.base import single_thread
 
 # ----------------------------------------------------------------------------- notebooks

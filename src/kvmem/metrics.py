@@ -13,7 +13,9 @@ and return torch tensors (float64 for the curve analyses). Accuracies here are
 - :func:`capacity_from_curve`, :func:`capacity_interpolated`: the largest load meeting a
   criterion (4 item 1);
 - :func:`key_separability`: between / within class scatter of keys (3.1);
-- :func:`value_error`: squared error of retrieved values (3.1, 4 item 2).
+- :func:`value_error`: squared error of retrieved values (3.1, 4 item 2);
+- :func:`mean_ci`: the mean over seeds (or subjects) and its 95 % t interval, the
+  convention of every ``*_ci`` series in ``result.json``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ __all__ = [
     "capacity_interpolated",
     "key_separability",
     "value_error",
+    "mean_ci",
 ]
 
 
@@ -289,3 +292,38 @@ def value_error(pred: Any, target: Any, *, reduction: str = "mean") -> torch.Ten
     if reduction == "mean":
         return e.mean()
     raise ValueError(f"reduction: expected 'mean' or 'none', got {reduction!r}")
+
+
+def mean_ci(
+    samples: Any, dim: int = 0, level: float = 0.95
+) -> tuple[list[float] | float, list[list[float]] | list[float]]:
+    """Mean over ``dim`` and its two-sided ``level`` Student-t interval.
+
+    ``samples``: ``[S, ...]`` (S seeds, subjects or networks along ``dim``). Returns
+    ``(mean, ci)`` as plain floats / lists for ``result.json``: for a 1-D input a float and
+    ``[low, high]``; otherwise the mean's nested list and, per point, ``[low, high]`` pairs
+    (the last axis of ``ci`` is the pair). The interval is
+    ``mean +- t_{(1+level)/2, S-1} * sd / sqrt(S)``; with ``S = 1`` it collapses to the mean
+    (no spread is measurable). NaN samples are ignored per point.
+    """
+    from scipy.stats import t as student_t
+
+    if not 0 < level < 1:
+        raise ValueError(f"level: expected a value in (0, 1), got {level}")
+    x = torch.as_tensor(_arrayish(samples), dtype=torch.float64)
+    if x.ndim == 0:
+        raise ValueError(f"samples: expected at least 1 dimension, got shape {shape_str(x)}")
+    x = x.movedim(dim, 0)
+    valid = ~torch.isnan(x)
+    n = valid.sum(0).to(torch.float64)
+    mean = torch.where(valid, x, 0.0).sum(0) / n.clamp(min=1)
+    dev = torch.where(valid, x - mean, 0.0)
+    sd = (dev.square().sum(0) / (n - 1).clamp(min=1)).sqrt()
+    dof = (n - 1).clamp(min=1).numpy()
+    half = torch.as_tensor(student_t.ppf(0.5 + level / 2, dof)) * sd / n.clamp(min=1).sqrt()
+    half = torch.where(n > 1, half, 0.0)
+    mean = torch.where(n > 0, mean, torch.nan)
+    ci = torch.stack([mean - half, mean + half], dim=-1)
+    if mean.ndim == 0:
+        return float(mean), [float(v) for v in ci]
+    return mean.tolist(), ci.tolist()

@@ -17,7 +17,7 @@ from kvmem.experiments.base import check_claims, tqdm_progress
 from kvmem.experiments.runner import make_config, run_experiment
 from kvmem.results import Result, atomic_write_text, format_number
 
-__all__ = ["Job", "PAPER_JOBS", "BEYOND_JOBS", "reproduce", "render_report", "agreement"]
+__all__ = ["Job", "PAPER_JOBS", "BEYOND_JOBS", "BEYOND_SECTIONS", "reproduce", "render_report", "agreement"]
 
 
 @dataclass(frozen=True)
@@ -48,18 +48,49 @@ PAPER_JOBS: tuple[Job, ...] = (
     ),
 )
 
-BEYOND_JOBS: tuple[Job, ...] = (
-    Job(
-        "fig3-dual",
-        "forgetting",
-        "Figure 3 read from the recorded SGD memories: which pairs to reactivate",
-        {"mode": "dual"},
+#: Titles of the experiments beyond the paper (one job each, folder = experiment name).
+_TITLES: dict[str, str] = {
+    "capacity": "Capacity and the memory cliff",
+    "scaffold-capacity": "Fixed key scaffolds: the memory continuum without a cliff",
+    "robustness": "Separability versus robustness",
+    "generalization": "Generalisation by blending",
+    "keys-vs-values": "Keys versus values on MNIST images",
+    "ab-ac": "Retroactive interference: A-B then A-C (Barnes & Underwood 1959)",
+    "cued-recall": "Availability versus accessibility: cued recall (Tulving & Pearlstone 1966)",
+    "metamemory": "Feeling of knowing without recall",
+    "accessibility-precision": "Accessibility falls, precision stays (Berens et al. 2020)",
+    "engram-reactivation": "Engram reactivation after amnesia (Ryan et al. 2015)",
+    "consolidation": "Systems consolidation and the Ribot gradient (Kim & Fanselow 1992)",
+    "repulsion": "Repulsion of similar keys and its reversal (Chanales et al. 2017)",
+    "free-recall": "Free recall with a drifting context as the key (Murdock 1962)",
+    "value-cleanup": "Attractor clean-up inside value space",
+    "episode-vs-gist": "Targeted lookup versus a generative model's reconstruction",
+    "mqar": "Multi-query associative recall in trained memory layers",
+}
+
+#: The sections beyond the paper: (heading, jobs), in report order.
+BEYOND_SECTIONS: tuple[tuple[str, tuple[Job, ...]], ...] = (
+    (
+        "Beyond the paper: gradient descent as a key-value memory",
+        (
+            Job(
+                "fig3-dual",
+                "forgetting",
+                "Figure 3 read from the recorded SGD memories: which pairs to reactivate",
+                {"mode": "dual"},
+            ),
+        ),
     ),
-    Job("capacity", "capacity", "Capacity and the memory cliff"),
-    Job("robustness", "robustness", "Separability versus robustness"),
-    Job("generalization", "generalization", "Generalisation by blending"),
-    Job("keys-vs-values", "keys-vs-values", "Keys versus values on MNIST images"),
+    *(
+        (
+            f"Beyond the paper: {heading[0].lower()}{heading[1:]}",
+            tuple(Job(name, name, _TITLES[name]) for name in members),
+        )
+        for heading, members in experiments.GROUPS[1:]
+    ),
 )
+
+BEYOND_JOBS: tuple[Job, ...] = tuple(job for _, jobs in BEYOND_SECTIONS for job in jobs)
 
 
 def _decimals(x: float) -> int:
@@ -201,9 +232,9 @@ def reproduce(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    groups = [("The paper's simulations", PAPER_JOBS)]
+    groups: list[tuple[str, Sequence[Job]]] = [("The paper's simulations", PAPER_JOBS)]
     if include_beyond:
-        groups.append(("Beyond the paper", BEYOND_JOBS))
+        groups.extend(BEYOND_SECTIONS)
     sections = []
     failures = []
     progress = tqdm_progress(progress_enabled)

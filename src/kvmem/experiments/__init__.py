@@ -10,21 +10,55 @@ from types import ModuleType
 
 from kvmem.experiments.base import ConfigError
 
-__all__ = ["REGISTRY", "PAPER", "BEYOND", "get", "names"]
+__all__ = ["REGISTRY", "GROUPS", "PAPER", "BEYOND", "get", "group_of", "names"]
 
 REGISTRY: dict[str, str] = {
     # the paper's simulations (SCIENCE.md 3)
-    "kv-optimization": "kvmem.experiments.kv_optimization",
-    "forgetting": "kvmem.experiments.forgetting",
-    # beyond the paper (SCIENCE.md 4)
-    "capacity": "kvmem.experiments.capacity",
-    "robustness": "kvmem.experiments.robustness",
-    "generalization": "kvmem.experiments.generalization",
-    "keys-vs-values": "kvmem.experiments.keys_vs_values",
+    "kv-optimization": "kvmem.experiments.paper.kv_optimization",
+    "forgetting": "kvmem.experiments.paper.forgetting",
+    # how much a memory holds and how well it reads
+    "capacity": "kvmem.experiments.capacity.capacity",
+    "robustness": "kvmem.experiments.capacity.robustness",
+    "generalization": "kvmem.experiments.capacity.generalization",
+    "keys-vs-values": "kvmem.experiments.capacity.keys_vs_values",
+    "scaffold-capacity": "kvmem.experiments.capacity.scaffold_capacity",
+    # forgetting as retrieval failure, against behavioural data
+    "ab-ac": "kvmem.experiments.retrieval.ab_ac",
+    "cued-recall": "kvmem.experiments.retrieval.cued_recall",
+    "metamemory": "kvmem.experiments.retrieval.metamemory",
+    "accessibility-precision": "kvmem.experiments.retrieval.accessibility_precision",
+    "engram-reactivation": "kvmem.experiments.retrieval.engram_reactivation",
+    # systems: consolidation and repulsion
+    "consolidation": "kvmem.experiments.systems.consolidation",
+    "repulsion": "kvmem.experiments.systems.repulsion",
+    # free recall with context as the key
+    "free-recall": "kvmem.experiments.recall.free_recall",
+    # key-value memory against its rivals
+    "value-cleanup": "kvmem.experiments.contrasts.value_cleanup",
+    "episode-vs-gist": "kvmem.experiments.contrasts.episode_vs_gist",
+    # memory layers in trained models
+    "mqar": "kvmem.experiments.ml.mqar",
 }
 
-PAPER = ("kv-optimization", "forgetting")
-BEYOND = ("capacity", "robustness", "generalization", "keys-vs-values")
+#: Experiments grouped by the question they answer, in report order: (heading, names).
+GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("The paper's simulations", ("kv-optimization", "forgetting")),
+    (
+        "Capacity and retrieval quality",
+        ("capacity", "scaffold-capacity", "robustness", "generalization", "keys-vs-values"),
+    ),
+    (
+        "Forgetting as retrieval failure, against behavioural data",
+        ("ab-ac", "cued-recall", "metamemory", "accessibility-precision", "engram-reactivation"),
+    ),
+    ("Systems consolidation and representational repulsion", ("consolidation", "repulsion")),
+    ("Free recall with context as the key", ("free-recall",)),
+    ("Key-value memory against its rivals", ("value-cleanup", "episode-vs-gist")),
+    ("Memory layers in trained models", ("mqar",)),
+)
+
+PAPER = GROUPS[0][1]
+BEYOND = tuple(n for _, names_ in GROUPS[1:] for n in names_)
 
 
 def names() -> list[str]:
@@ -40,3 +74,11 @@ def get(name: str) -> ModuleType:
     if name not in REGISTRY:
         raise ConfigError(f"unknown experiment {name!r}; available: {', '.join(REGISTRY)}")
     return importlib.import_module(REGISTRY[name])
+
+
+def group_of(name: str) -> str:
+    """The heading of the group that experiment ``name`` belongs to."""
+    for heading, members in GROUPS:
+        if name in members:
+            return heading
+    raise ConfigError(f"unknown experiment {name!r}; available: {', '.join(REGISTRY)}")

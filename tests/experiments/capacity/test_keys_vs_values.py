@@ -1,4 +1,4 @@
-"""Keys versus values on MNIST (kvmem.experiments.keys_vs_values; SCIENCE.md 4 item 4)."""
+"""Keys versus values on MNIST (kvmem.experiments.capacity.keys_vs_values; SCIENCE.md 4 item 4)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from kvmem.core.similarity import dot, neg_manhattan
 from kvmem.core.slot_memory import SlotMemory
 from kvmem.data.bundled import load_mnist_test10k
 from kvmem.data.patterns import add_gaussian_noise, drop_pixels, mask_bottom_half
-from kvmem.experiments import keys_vs_values as kvv
+from kvmem.experiments.capacity import keys_vs_values as kvv
 from kvmem.metrics import squared_error_success
 from kvmem.results import Result
 

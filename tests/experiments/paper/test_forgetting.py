@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from kvmem import experiments
 from kvmem.data.bundled import load_forgetting_tasks
 from kvmem.data.idx import write_idx
-from kvmem.experiments import forgetting as fg
+from kvmem.experiments.paper import forgetting as fg
 from kvmem.experiments.base import ConfigError, config_from_dict, single_thread
 from kvmem.results import Result
 
@@ -266,7 +266,7 @@ def test_config_validation(field, value):
 
 
 def test_dual_mode_delegates(monkeypatch):
-    fake = types.ModuleType("kvmem.experiments.forgetting_dual")
+    fake = types.ModuleType("kvmem.experiments.paper.forgetting_dual")
     seen = []
 
     def run_dual(config, progress):
@@ -274,7 +274,7 @@ def test_dual_mode_delegates(monkeypatch):
         return Result(experiment="forgetting", config={})
 
     fake.run_dual = run_dual
-    monkeypatch.setitem(sys.modules, "kvmem.experiments.forgetting_dual", fake)
+    monkeypatch.setitem(sys.modules, "kvmem.experiments.paper.forgetting_dual", fake)
     config = fg.Config(mode="dual")
     assert fg.run(config).experiment == "forgetting"
     assert seen == [config]

@@ -27,7 +27,7 @@ computes each test batch's two input-layer outputs once for all betas. The compu
 runs single-threaded (:func:`single_thread`): these small matrix products are faster that
 way on a busy machine, and the floating-point result does not depend on the thread count.
 
-Extension points (``kvmem.experiments.forgetting_dual`` builds the dual key-value mode on
+Extension points (``kvmem.experiments.paper.forgetting_dual`` builds the dual key-value mode on
 them): :class:`TwoTaskNet`, :func:`build_net`, :func:`train_task`, :func:`evaluate`,
 :func:`evaluate_betas`, :func:`run_weights`.
 """
@@ -94,7 +94,7 @@ class Config:
 
     ``mode="weights"`` is the published implementation (two weight copies, scaled by beta);
     ``mode="dual"`` materialises the key-value pairs written by every SGD step
-    (SCIENCE.md 1.6; ``kvmem.experiments.forgetting_dual``). ``data_dir``: a folder of
+    (SCIENCE.md 1.6; ``kvmem.experiments.paper.forgetting_dual``). ``data_dir``: a folder of
     MNIST / Fashion-MNIST IDX files to use instead of the bundled arrays (layout in
     :func:`kvmem.data.bundled.load_forgetting_tasks`).
     """
@@ -374,7 +374,7 @@ def run_weights(config: Config, progress: ProgressFactory = null_progress) -> Re
 def run(config: Config, progress: ProgressFactory = null_progress) -> Result:
     """Run the experiment; ``config.mode`` selects the weight (published) or dual form."""
     if config.mode == "dual":
-        from kvmem.experiments.forgetting_dual import run_dual
+        from kvmem.experiments.paper.forgetting_dual import run_dual
 
         return run_dual(config, progress)
     return run_weights(config, progress)
@@ -390,7 +390,7 @@ def plot(result: Result) -> Figure:
     extended figure of ``forgetting_dual.plot_dual``.
     """
     if "task1_acc_vs_beta_pairs_only" in result.series:
-        from kvmem.experiments.forgetting_dual import plot_dual
+        from kvmem.experiments.paper.forgetting_dual import plot_dual
 
         return plot_dual(result)
     s = result.series

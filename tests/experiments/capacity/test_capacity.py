@@ -9,7 +9,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from kvmem.experiments import capacity as C
+from kvmem.experiments.capacity import capacity as C
 from kvmem.experiments.base import ConfigError, config_from_dict, parse_overrides
 
 

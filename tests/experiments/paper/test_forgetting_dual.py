@@ -7,8 +7,8 @@ import json
 import pytest
 from matplotlib.figure import Figure
 
-from kvmem.experiments import forgetting
-from kvmem.experiments.forgetting_dual import DUAL_SERIES, TOP_K, plot_dual, run_dual
+from kvmem.experiments.paper import forgetting
+from kvmem.experiments.paper.forgetting_dual import DUAL_SERIES, TOP_K, plot_dual, run_dual
 from kvmem.results import Result
 
 
@@ -111,7 +111,7 @@ def test_recorded_pairs_know_their_examples():
     import torch
 
     from kvmem.data.bundled import load_forgetting_tasks
-    from kvmem.experiments.forgetting_dual import record_training
+    from kvmem.experiments.paper.forgetting_dual import record_training
 
     config = forgetting.Config(epochs_per_task=2)
     tasks = load_forgetting_tasks(None)

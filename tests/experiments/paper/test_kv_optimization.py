@@ -6,7 +6,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from kvmem import experiments
-from kvmem.experiments import kv_optimization as kv
+from kvmem.experiments.paper import kv_optimization as kv
 from kvmem.experiments.base import ConfigError, config_from_dict
 from kvmem.results import Result
 

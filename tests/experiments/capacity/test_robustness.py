@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 from matplotlib.figure import Figure
 
-from kvmem.experiments import robustness as R
+from kvmem.experiments.capacity import robustness as R
 
 
 @pytest.fixture(scope="module")

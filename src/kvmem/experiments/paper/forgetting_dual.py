@@ -1,6 +1,6 @@
 """Paper Figure 3 in dual form: forgetting and reactivation through the recorded SGD memory.
 
-SCIENCE.md 3.2 with 1.6. The weight form (:mod:`kvmem.experiments.forgetting`) trains
+SCIENCE.md 3.2 with 1.6. The weight form (:mod:`kvmem.experiments.paper.forgetting`) trains
 the two-task network and scales summed weights. Here the same training runs with an
 :class:`kvmem.nn.recorder.SGDRecorder` attached, which records every key-value pair the
 SGD steps write into the four layers (key = layer input of one example, value =
@@ -44,7 +44,7 @@ from matplotlib.figure import Figure
 
 from kvmem.data.bundled import Tasks, load_forgetting_tasks
 from kvmem.experiments.base import ProgressFactory, null_progress, single_thread
-from kvmem.experiments.forgetting import (
+from kvmem.experiments.paper.forgetting import (
     NAME,
     Config,
     TwoTaskNet,
@@ -211,7 +211,7 @@ def _attribution_series(
 def run_dual(config: Config, progress: ProgressFactory = null_progress) -> Result:
     """The forgetting experiment computed through the recorded key-value memory.
 
-    Same metrics and series as :func:`kvmem.experiments.forgetting.run_weights` (to 0.01
+    Same metrics and series as :func:`kvmem.experiments.paper.forgetting.run_weights` (to 0.01
     points), plus the dual-form checks and analyses listed in the module docstring.
     """
     tasks = load_forgetting_tasks(config.data_dir)

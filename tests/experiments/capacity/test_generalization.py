@@ -8,7 +8,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from kvmem.experiments import generalization as G
+from kvmem.experiments.capacity import generalization as G
 
 
 @pytest.fixture(scope="module")

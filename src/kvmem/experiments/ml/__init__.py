@@ -1,0 +1,1 @@
+"""Memory layers in trained models: multi-query associative recall."""

@@ -1,0 +1,1 @@
+"""Free recall with a drifting temporal context as the key."""
