@@ -40,9 +40,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from kvmem.data import bundled
+from kvmem.experiments.base import single_thread
 from kvmem.experiments.paper import forgetting as fg
 from kvmem.experiments.paper import kv_optimization as kv
-from kvmem.experiments.base import single_thread
 
 # ----------------------------------------------------------------------------- notebooks
 

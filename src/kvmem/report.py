@@ -17,7 +17,15 @@ from kvmem.experiments.base import check_claims, tqdm_progress
 from kvmem.experiments.runner import make_config, run_experiment
 from kvmem.results import Result, atomic_write_text, format_number
 
-__all__ = ["Job", "PAPER_JOBS", "BEYOND_JOBS", "BEYOND_SECTIONS", "reproduce", "render_report", "agreement"]
+__all__ = [
+    "Job",
+    "PAPER_JOBS",
+    "BEYOND_JOBS",
+    "BEYOND_SECTIONS",
+    "reproduce",
+    "render_report",
+    "agreement",
+]
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from kvmem.errors import ResultFileError
+
 __all__ = [
     "Result",
     "atomic_write_bytes",
@@ -153,12 +155,29 @@ class Result:
         return path
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Result:
+    def from_dict(cls, d: Any, source: str = "result") -> Result:
+        """Build a ``Result`` from the parsed JSON of ``result.json``.
+
+        Raises ``ResultFileError`` (one line, naming ``source``) when ``d`` is not an
+        object with ``experiment`` (a string), ``config``, ``metrics`` and ``series`` (objects).
+        """
+        if not isinstance(d, Mapping):
+            raise ResultFileError(
+                f"{source}: expected a JSON object with experiment, config, metrics and "
+                f"series, got a JSON {type(d).__name__}"
+            )
         missing = {"experiment", "config", "metrics", "series"} - set(d)
         if missing:
-            raise ValueError(f"result: missing key(s) {sorted(missing)}")
+            raise ResultFileError(f"{source}: missing key(s) {', '.join(sorted(missing))}")
+        if not isinstance(d["experiment"], str):
+            raise ResultFileError(f"{source}: 'experiment' must be a string")
+        for key in ("config", "metrics", "series", *(("provenance",) if "provenance" in d else ())):
+            if not isinstance(d[key], Mapping):
+                raise ResultFileError(
+                    f"{source}: '{key}' must be a JSON object, got {type(d[key]).__name__}"
+                )
         return cls(
-            experiment=str(d["experiment"]),
+            experiment=d["experiment"],
             config=dict(d["config"]),
             metrics={k: (math.nan if v is None else v) for k, v in d["metrics"].items()},
             series=dict(d["series"]),
@@ -167,10 +186,35 @@ class Result:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Result:
+        """Read ``result.json`` (``path`` is the file or its folder).
+
+        Raises ``ResultFileError`` with a one-line message for a missing file, a folder
+        without ``result.json``, unreadable, non-UTF-8 or non-JSON content, or JSON that is
+        not a result.
+        """
         path = Path(path)
+        if str(path) == "":
+            raise ResultFileError("result: expected a path to result.json or its folder, got ''")
         if path.is_dir():
             path = path / "result.json"
-        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            if not path.exists():
+                raise ResultFileError(f"{path.parent}: no result.json in this folder")
+        if not path.exists():
+            raise ResultFileError(f"{path}: no such file")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ResultFileError(f"{path}: not a result.json (binary, not UTF-8 text)") from None
+        except OSError as err:
+            raise ResultFileError(f"{path}: cannot be read ({err.strerror or err})") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ResultFileError(
+                f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); "
+                "the file may be truncated"
+            ) from None
+        return cls.from_dict(data, source=str(path))
 
 
 def now() -> datetime:

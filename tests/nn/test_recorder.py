@@ -342,7 +342,14 @@ def test_scale_by_one_and_delete_all(trained):
     empty = mem.delete().materialize(net)
     for n, p in empty.named_parameters():
         assert torch.equal(p, w0[n])
-    assert torch.equal(mem.delete().read("0", x[:5]), F.linear(x[:5], w0["0.weight"], w0["0.bias"]))
+    # W0 alone, read through the empty trace (float64: equal to rounding, not bit for bit,
+    # as the read and F.linear may block the matmul differently)
+    torch.testing.assert_close(
+        mem.delete().read("0", x[:5]),
+        F.linear(x[:5], w0["0.weight"], w0["0.bias"]),
+        rtol=0,
+        atol=1e-12,
+    )
 
 
 def test_subset_scaling_matches_explicit_sum(trained):

@@ -85,7 +85,9 @@ class ModernHopfield(_StoredPatterns):
         return s.masked_fill(~mask[..., None, :], float("-inf"))
 
     def _attention(self, c: torch.Tensor) -> torch.Tensor:
-        a = torch.softmax(self.beta * self._scores(c), dim=-1)
+        s = self._scores(c)
+        # float32 scores: beta * s overflows half precision (inf - inf = NaN in the softmax)
+        a = torch.softmax(self.beta * s.float(), dim=-1).to(s.dtype)
         # All -inf (a network with nothing stored) gives NaN rows: define them as 0.
         return torch.nan_to_num(a, nan=0.0)
 

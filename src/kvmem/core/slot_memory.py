@@ -42,6 +42,9 @@ from kvmem.core.validation import (
 
 __all__ = ["SlotMemory"]
 
+#: Floating dtypes whose reads are computed in float32 (range and rounding of the scores).
+_HALF = (torch.float16, torch.bfloat16)
+
 # A read whose score matrix [..., Q, N] would exceed this many elements (64 MiB in float32) is
 # computed in chunks over N. Chunking costs little (each chunk is still one matmul), so the
 # bound is set for memory, not speed.
@@ -368,6 +371,10 @@ class SlotMemory:
                 f"memory's batch shape {shape_str(K.shape[:-2])} (keys of shape "
                 f"{shape_str(K.shape)}), got shape {shape_str(q.shape)}"
             ) from None
+        if K.dtype in _HALF:
+            # Half-precision scores overflow at large beta (beta * s > 65504 gives inf - inf =
+            # NaN in the softmax): compute in float32, hand back the caller's dtype.
+            q, K, V = q.float(), K.float(), V.float()
         return q, K, V, squeeze
 
     def scores(self, queries: Any) -> torch.Tensor:

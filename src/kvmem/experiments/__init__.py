@@ -21,23 +21,10 @@ REGISTRY: dict[str, str] = {
     "robustness": "kvmem.experiments.capacity.robustness",
     "generalization": "kvmem.experiments.capacity.generalization",
     "keys-vs-values": "kvmem.experiments.capacity.keys_vs_values",
-    "scaffold-capacity": "kvmem.experiments.capacity.scaffold_capacity",
     # forgetting as retrieval failure, against behavioural data
     "ab-ac": "kvmem.experiments.retrieval.ab_ac",
-    "cued-recall": "kvmem.experiments.retrieval.cued_recall",
-    "metamemory": "kvmem.experiments.retrieval.metamemory",
-    "accessibility-precision": "kvmem.experiments.retrieval.accessibility_precision",
-    "engram-reactivation": "kvmem.experiments.retrieval.engram_reactivation",
-    # systems: consolidation and repulsion
-    "consolidation": "kvmem.experiments.systems.consolidation",
-    "repulsion": "kvmem.experiments.systems.repulsion",
     # free recall with context as the key
     "free-recall": "kvmem.experiments.recall.free_recall",
-    # key-value memory against its rivals
-    "value-cleanup": "kvmem.experiments.contrasts.value_cleanup",
-    "episode-vs-gist": "kvmem.experiments.contrasts.episode_vs_gist",
-    # memory layers in trained models
-    "mqar": "kvmem.experiments.ml.mqar",
 }
 
 #: Experiments grouped by the question they answer, in report order: (heading, names).
@@ -45,16 +32,10 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("The paper's simulations", ("kv-optimization", "forgetting")),
     (
         "Capacity and retrieval quality",
-        ("capacity", "scaffold-capacity", "robustness", "generalization", "keys-vs-values"),
+        ("capacity", "robustness", "generalization", "keys-vs-values"),
     ),
-    (
-        "Forgetting as retrieval failure, against behavioural data",
-        ("ab-ac", "cued-recall", "metamemory", "accessibility-precision", "engram-reactivation"),
-    ),
-    ("Systems consolidation and representational repulsion", ("consolidation", "repulsion")),
+    ("Forgetting as retrieval failure, against behavioural data", ("ab-ac",)),
     ("Free recall with context as the key", ("free-recall",)),
-    ("Key-value memory against its rivals", ("value-cleanup", "episode-vs-gist")),
-    ("Memory layers in trained models", ("mqar",)),
 )
 
 PAPER = GROUPS[0][1]

@@ -20,6 +20,7 @@ An experiment module (one file in ``kvmem/experiments/``) defines:
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,6 +28,8 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import torch
+
+from kvmem.errors import ConfigError
 
 __all__ = [
     "Claim",
@@ -36,6 +39,8 @@ __all__ = [
     "null_progress",
     "tqdm_progress",
     "single_thread",
+    "available_memory",
+    "check_memory",
     "parse_overrides",
     "config_from_dict",
     "config_fields",
@@ -43,10 +48,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A bad configuration value; the message is one line for the command line."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +122,43 @@ def single_thread() -> Iterator[None]:
             torch.set_num_threads(before)
 
 
+def available_memory() -> int:
+    """Bytes of memory this process can still use: ``MemAvailable`` (Linux), else total."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 2**63 - 1
+
+
+def check_memory(module: Any, config: Any) -> None:
+    """Refuse a run whose estimated peak memory exceeds what this machine has free.
+
+    An experiment module may define ``estimate_bytes(config) -> dict[str, int]``: the
+    bytes its largest allocations need, keyed by the ``Config`` field that drives each.
+    The run is refused, before any work, with a ``ConfigError`` naming the field when the
+    total exceeds :func:`available_memory`.
+    """
+    estimate = getattr(module, "estimate_bytes", None)
+    if estimate is None:
+        return
+    parts: dict[str, int] = estimate(config)
+    need, free = sum(parts.values()), available_memory()
+    if need > free:
+        field_name = max(parts, key=parts.__getitem__)
+        raise ConfigError(
+            f"{field_name}={getattr(config, field_name, '?')}: this run would need about "
+            f"{need / 2**30:.1f} GiB of memory and this machine has {free / 2**30:.1f} GiB "
+            "free; lower it"
+        )
+
+
 # ----------------------------------------------------------------------------- config parsing
 
 
@@ -184,7 +222,10 @@ def _parse_value(text: str, tp: Any) -> Any:
             return False
         raise ValueError
     if tp is int:
-        return int(text)
+        value = int(text)
+        if abs(value) > 2**63 - 1:
+            raise ValueError
+        return value
     if tp is float:
         return float(text)
     if tp is str:

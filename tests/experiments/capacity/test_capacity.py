@@ -9,8 +9,8 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from kvmem.experiments.capacity import capacity as C
 from kvmem.experiments.base import ConfigError, config_from_dict, parse_overrides
+from kvmem.experiments.capacity import capacity as C
 
 
 def _expected_random_capacity(n: int, slots: int, p: float, lost_score: float) -> int:

@@ -12,8 +12,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from kvmem import experiments
 from kvmem.data.bundled import load_forgetting_tasks
 from kvmem.data.idx import write_idx
-from kvmem.experiments.paper import forgetting as fg
 from kvmem.experiments.base import ConfigError, config_from_dict, single_thread
+from kvmem.experiments.paper import forgetting as fg
 from kvmem.results import Result
 
 

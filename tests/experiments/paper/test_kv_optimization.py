@@ -6,8 +6,8 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from kvmem import experiments
-from kvmem.experiments.paper import kv_optimization as kv
 from kvmem.experiments.base import ConfigError, config_from_dict
+from kvmem.experiments.paper import kv_optimization as kv
 from kvmem.results import Result
 
 

@@ -238,6 +238,18 @@ class Config:
         return tuple(sorted(set(self.loads))) if self.loads else default_loads(self.n_units)
 
 
+def estimate_bytes(config: Config) -> dict[str, int]:
+    """Peak memory of a run by the field that drives it (``check_memory`` refuses too big).
+
+    Each load is run for all seeds at once: weight matrices ``[seeds, N, N]``, stored
+    patterns, cues and reads ``[seeds, items, N]`` in float64, for every model in turn.
+    """
+    n = config.n_units
+    loads = config.loads or (4 * n,)
+    per_seed = 8 * (n * n + 4 * (max(loads) + config.items_per_load) * n)
+    return {"n_seeds": config.n_seeds * per_seed, "n_units": 0}
+
+
 def quick(config: Config) -> Config:
     """Coarse grid (every third default load), 4 networks per load, 80 items per load."""
     grid = default_loads(config.n_units)

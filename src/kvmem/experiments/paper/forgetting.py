@@ -125,6 +125,17 @@ class Config:
             raise ValueError(f"mode: expected 'weights' or 'dual', got {self.mode!r}")
 
 
+def estimate_bytes(config: Config) -> dict[str, int]:
+    """Peak memory of a run by the field that drives it (``check_memory`` refuses too big).
+
+    Weights, gradients and the optimiser's copies of the four layers, plus the hidden
+    activations of the largest evaluation batch (the training set of Task 1).
+    """
+    weights = 2 * N_INPUT * config.hidden + 2 * config.hidden * N_CLASSES
+    activations = 2 * 12_665 * config.hidden
+    return {"hidden": 4 * (6 * weights + activations)}
+
+
 def quick(config: Config) -> Config:
     """One epoch per task and three betas: the whole pipeline in well under a second."""
     return replace(config, epochs_per_task=1, betas=(1.0, 1.7, 2.5))
