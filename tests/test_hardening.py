@@ -121,3 +121,19 @@ def test_half_precision_reads_at_large_beta_match_float64(dtype) -> None:
     got = net.retrieve(x[:3].to(dtype))
     got = got[0] if isinstance(got, tuple) else got
     assert torch.equal(got.double(), x[:3].double())
+
+
+@pytest.mark.parametrize(
+    "content",
+    [None, "{trunc", '{"experiment": "generalization", "config": {}, "metrics": {}, "series": {}}'],
+)
+def test_plot_on_bad_results_is_one_line_exit_2(tmp_path, content) -> None:
+    target = tmp_path / "result.json"
+    if content is not None:
+        target.write_text(content)
+    assert_one_line_error(run_cli("plot", str(target)), "result")
+    assert not (tmp_path / "generalization.png").exists()
+
+
+def test_empty_out_is_refused() -> None:
+    assert_one_line_error(run_cli("run", "generalization", "--quick", "--out", ""), "--out")

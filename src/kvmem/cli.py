@@ -99,7 +99,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     module = experiments.get(args.name)
     config = make_config(module, args.set or [], seed=args.seed, quick=args.quick)
-    out = Path(args.out) if args.out else Path("results") / args.name
+    if args.out is not None and not args.out.strip():
+        from kvmem.errors import ConfigError
+
+        raise ConfigError("--out: expected a folder path, got ''")
+    out = Path(args.out) if args.out is not None else Path("results") / args.name
     result = run_experiment(
         args.name, config, out_dir=out, progress=tqdm_progress(_progress_enabled())
     )
@@ -133,15 +137,13 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from kvmem import experiments
-    from kvmem.experiments.runner import save_outputs
+    from kvmem.experiments.runner import redraw
     from kvmem.results import Result
 
     result = Result.load(args.result)
-    module = experiments.get(result.experiment)
     src = Path(args.result)
-    out_dir = Path(args.out) if args.out else (src if src.is_dir() else src.parent)
-    save_outputs(module, result, out_dir, result.experiment)
+    out_dir = Path(args.out) if args.out is not None else (src if src.is_dir() else src.parent)
+    redraw(result, out_dir)
     print(f"figures written to {out_dir}")
     return 0
 
@@ -187,13 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kvmem`` command; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    from kvmem.experiments.base import ConfigError
-
     try:
+        args = build_parser().parse_args(argv)
         from kvmem.data.bundled import DataError
-    except ImportError:  # pragma: no cover - only while the data module is absent
-        DataError = ConfigError  # type: ignore[misc,assignment]  # noqa: N806
+        from kvmem.errors import ConfigError
+    except KeyboardInterrupt:  # Ctrl-C while the libraries load: no traceback
+        print("kvmem: interrupted", file=sys.stderr)
+        return 130
     try:
         return int(args.func(args))
     except (ConfigError, DataError) as err:
