@@ -310,7 +310,13 @@ def mean_ci(
 
     if not 0 < level < 1:
         raise ValueError(f"level: expected a value in (0, 1), got {level}")
-    x = torch.as_tensor(_arrayish(samples), dtype=torch.float64)
+    raw = _arrayish(samples)
+    if isinstance(raw, torch.Tensor):
+        x = raw.detach().to(torch.float64)
+    else:  # a copy: numpy inputs may be read-only (pandas' are)
+        import numpy as np
+
+        x = torch.from_numpy(np.array(raw, dtype=np.float64))
     if x.ndim == 0:
         raise ValueError(f"samples: expected at least 1 dimension, got shape {shape_str(x)}")
     x = x.movedim(dim, 0)
