@@ -53,6 +53,8 @@ from safetensors.torch import save as _safetensors_bytes
 from torch import nn
 
 from kvmem._version import __version__
+from kvmem.core.checksum import CHECKSUM_KEY, content_digest, verify_digest
+from kvmem.core.persistence import check_device, check_readable
 from kvmem.results import atomic_write_bytes
 
 __all__ = ["Attribution", "DatasetRef", "KeyValueTrace", "LayerPairs", "FIELDS", "TRACE_FORMAT"]
@@ -506,14 +508,36 @@ class KeyValueTrace:
         scales = dict(self._scales)
         initial = dict(self._initial)
         levels = dict(self._levels)
-        for name in self._selected_layers(layer):
-            m = self.mask(name, **filters)
+        selected = self._selected_layers(layer)
+        masks = {name: self.mask(name, **filters) for name in selected}
+        if filters and not include_initial and not any(bool(m.any()) for m in masks.values()):
+            raise ValueError(self._empty_selection_message(selected, filters))
+        for name in selected:
+            m = masks[name]
             s = self.scale_of(name)
             scales[name] = torch.where(m, s * beta, s)
             levels[name] = self._new_levels(name, beta)
             if include_initial:
                 initial[name] *= beta
         return self._replace(scales, initial, levels)
+
+    def _empty_selection_message(self, layers: list[str], filters: dict[str, Any]) -> str:
+        """One line naming filters that select no pair, with the values recorded for each."""
+        parts = []
+        for name, want in filters.items():
+            seen: set[Any] = set()
+            for layer in layers:
+                p = self._store.layers[layer]
+                if name in p.tags:
+                    seen.update(p.tags[name][1])
+                elif name in p.fields:
+                    seen.update(torch.unique(p.fields[name]).tolist())
+            shown = sorted(seen, key=lambda v: (str(type(v)), v))
+            listed = ", ".join(map(repr, shown[:12])) + (", ..." if len(shown) > 12 else "")
+            what = "callable" if callable(want) else repr(want)
+            parts.append(f"{name}={what} (recorded: {listed or 'none'})")
+        where = ", ".join(layers)
+        return f"scale: the filters select no pairs in layers {where}: " + "; ".join(parts)
 
     def delete(self, *, layer: str | Iterable[str] | None = None, **filters: Any) -> KeyValueTrace:
         """Remove the selected pairs (scale 0); initial weights stay. A new view."""
@@ -644,6 +668,9 @@ class KeyValueTrace:
             "kvmem_version": __version__,
             "kvmem_trace": json.dumps(header),
         }
+        metadata[CHECKSUM_KEY] = content_digest(tensors, metadata)
+        if os.path.isdir(path):
+            raise ValueError(f"path: {os.fspath(path)!r} is a directory; give a file name")
         atomic_write_bytes(path, _safetensors_bytes(tensors, metadata=metadata))
 
     @classmethod
@@ -669,6 +696,8 @@ class KeyValueTrace:
         ``datasets`` name the trace does not reference.
         """
         where = f"path: {os.fspath(path)!r}"
+        device = check_device(device)
+        check_readable(os.fspath(path))
         try:
             with safe_open(os.fspath(path), framework="pt", device="cpu") as f:
                 metadata = f.metadata() or {}
@@ -688,12 +717,13 @@ class KeyValueTrace:
                 tensors = {name: f.get_tensor(name).clone() for name in f.keys()}  # noqa: SIM118
         except SafetensorError as err:
             raise ValueError(f"{where} is not a kvmem trace (not safetensors: {err})") from None
+        verify_digest(tensors, metadata, where)
         try:
             header = json.loads(metadata.get("kvmem_trace", ""))
         except json.JSONDecodeError as err:
             raise ValueError(f"{where} is a corrupt kvmem trace (kvmem_trace: {err})") from None
         try:
-            return cls._from_file(header, tensors, torch.device(device), dict(datasets or {}))
+            return cls._from_file(header, tensors, device, dict(datasets or {}))
         except _CorruptTrace as err:
             raise ValueError(f"{where} is a corrupt kvmem trace ({err})") from None
 
