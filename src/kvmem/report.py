@@ -14,11 +14,12 @@ from typing import Any
 
 from kvmem import experiments
 from kvmem.experiments.base import check_claims, tqdm_progress
-from kvmem.experiments.runner import make_config, run_experiment
+from kvmem.experiments.runner import make_config, prepare_out_dir, run_experiment
 from kvmem.results import Result, atomic_write_text, format_number
 
 __all__ = [
     "Job",
+    "metric_label",
     "PAPER_JOBS",
     "BEYOND_JOBS",
     "BEYOND_SECTIONS",
@@ -123,6 +124,38 @@ def _fmt(v: Any) -> str:
     return html.escape(format_number(v))
 
 
+#: Words of metric keys spelled out for readers (the raw key stays in a tooltip).
+_WORDS: dict[str, str] = {
+    "acc": "accuracy (%)",
+    "kv": "key-value",
+    "sgd": "SGD",
+    "rmse": "RMSE",
+    "auc": "AUC",
+    "fok": "feeling-of-knowing",
+    "ci": "95% interval",
+    "mse": "MSE",
+    "mnist": "MNIST",
+    "n": "N",
+    "pct": "(%)",
+    "s": "(s)",
+    "hopfield": "Hopfield",
+    "mhn": "modern Hopfield",
+    "spc": "serial position curve",
+    "crp": "lag-CRP",
+}
+
+
+def metric_label(name: str, module: Any = None) -> str:
+    """A readable label for metric ``name``: the module's ``LABELS[name]`` when it gives one,
+    else the key with underscores as spaces and abbreviations spelled out."""
+    labels: dict[str, str] = getattr(module, "LABELS", {}) if module is not None else {}
+    if name in labels:
+        return labels[name]
+    words = [_WORDS.get(w, w) for w in name.split("_") if w]
+    text = " ".join(words)
+    return text[:1].upper() + text[1:]
+
+
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
@@ -132,6 +165,7 @@ text-align:right}th{background:#f4f4f4}td:first-child,th:first-child,td.src,th.s
 .ok{color:#107010;font-weight:600}.bad{color:#b00020;font-weight:600}
 img{max-width:100%;border:1px solid #eee}.meta{color:#666;font-size:.9em}
 .err{background:#fff0f0;border:1px solid #f3c0c0;padding:.6em}
+code.key{color:#888;font-size:.8em}table.prov th{text-align:left}
 """
 
 
@@ -154,17 +188,19 @@ def _job_section(job: Job, result: Result | None, error: str | None) -> str:
         "<th class='src'>source</th><th>agrees</th></tr>"
     )
     for name, value in result.metrics.items():
+        label = (
+            f"<td title='{html.escape(name, quote=True)}'>"
+            f"{html.escape(metric_label(name, module))}<br><code class='key'>"
+            f"{html.escape(name)}</code></td>"
+        )
         pub = published.get(name)
         if pub is None:
-            parts.append(
-                f"<tr><td>{html.escape(name)}</td><td>{_fmt(value)}</td>"
-                "<td></td><td></td><td></td></tr>"
-            )
+            parts.append(f"<tr>{label}<td>{_fmt(value)}</td><td></td><td></td><td></td></tr>")
             continue
         ok = agreement(value, pub[0], pub[2] if len(pub) > 2 else None)
         mark = '<span class="ok">yes</span>' if ok else '<span class="bad">no</span>'
         parts.append(
-            f"<tr><td>{html.escape(name)}</td><td>{_fmt(value)}</td><td>{_fmt(pub[0])}</td>"
+            f"<tr>{label}<td>{_fmt(value)}</td><td>{_fmt(pub[0])}</td>"
             f"<td class='src'>{html.escape(pub[1])}</td><td>{mark}</td></tr>"
         )
     parts.append("</table>")
@@ -182,11 +218,115 @@ def _job_section(job: Job, result: Result | None, error: str | None) -> str:
     prov = result.provenance
     cfg = ", ".join(f"{k}={v}" for k, v in result.config.items() if not isinstance(v, list))
     parts.append(
-        f'<p class="meta">{_fmt(prov.get("duration_s", float("nan")))} s; '
+        f'<p class="meta">computed in {_fmt(prov.get("duration_s", float("nan")))} s, '
+        f"figures {_fmt(prov.get('figures_s', float('nan')))} s; "
         f'<a href="{job.folder}/result.json">result.json</a>; config: {html.escape(cfg)}</p>'
     )
     parts.append("</section>")
     return "".join(parts)
+
+
+def _headline(module: Any, result: Result) -> tuple[str, Any, tuple[Any, ...] | None]:
+    """The metric a reader looks at first: the first one with a published value, else the
+    first metric (name, measured value, published entry or None)."""
+    published: dict[str, tuple[Any, ...]] = getattr(module, "PUBLISHED", {})
+    for name in published:
+        if name in result.metrics:
+            return name, result.metrics[name], published[name]
+    name = next(iter(result.metrics), "")
+    return name, result.metrics.get(name), None
+
+
+def _summary(
+    sections: Sequence[tuple[str, Sequence[tuple[Job, Result | None, str | None]]]],
+) -> str:
+    """The table at the top: each run, its headline number against the published one,
+    whether its claims held, and its time."""
+    rows = [
+        "<table class='summary'><tr><th>run</th><th>headline number</th><th>measured</th>"
+        "<th>published</th><th>agrees</th><th>claims</th><th>time (s)</th></tr>"
+    ]
+    for _, runs in sections:
+        for job, res, err in runs:
+            link = f"<a href='#{html.escape(job.folder)}'>{html.escape(job.title)}</a>"
+            if res is None:
+                rows.append(
+                    f"<tr><td>{link}</td><td colspan='6' class='bad'>failed: "
+                    f"{html.escape(str(err))}</td></tr>"
+                )
+                continue
+            module = experiments.get(job.experiment)
+            name, value, pub = _headline(module, res)
+            claims = check_claims(module, res)
+            decided = [held for _, held in claims if held is not None]
+            n_ok = sum(1 for held in decided if held)
+            cls = "ok" if n_ok == len(decided) else "bad"
+            held = f"<span class='{cls}'>{n_ok} of {len(decided)} hold</span>" if decided else ""
+            if pub is None:
+                published, agrees = "", ""
+            else:
+                ok = agreement(value, pub[0], pub[2] if len(pub) > 2 else None)
+                published = _fmt(pub[0])
+                agrees = (
+                    "<span class='ok'>agrees</span>" if ok else "<span class='bad'>differs</span>"
+                )
+            prov = res.provenance
+            seconds = float(prov.get("duration_s", 0.0)) + float(prov.get("figures_s", 0.0))
+            rows.append(
+                f"<tr><td>{link}</td><td title='{html.escape(name, quote=True)}'>"
+                f"{html.escape(metric_label(name, module))}</td><td>{_fmt(value)}</td>"
+                f"<td>{published}</td><td>{agrees}</td><td>{held}</td><td>{seconds:.1f}</td></tr>"
+            )
+    rows.append("</table>")
+    return "".join(rows)
+
+
+def _git_commit() -> str:
+    """The commit of the kvmem checkout this runs from, or a note when it is not one."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "not a git checkout"
+    return out + (" (with uncommitted changes)" if dirty else "")
+
+
+def _provenance_header(total_s: float) -> str:
+    import os
+    import platform
+    from datetime import datetime, timezone
+
+    import torch
+
+    from kvmem._version import __version__
+
+    items = [
+        ("kvmem", f"{__version__}, commit {_git_commit()}"),
+        ("torch", torch.__version__.split("+")[0]),
+        ("Python", platform.python_version()),
+        ("machine", f"{platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs"),
+        ("date", datetime.now(timezone.utc).isoformat(timespec="seconds")),
+        ("wall time", f"{total_s:.1f} s in all (per run: the time column below)"),
+    ]
+    cells = "".join(f"<tr><th>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in items)
+    return f"<table class='prov'>{cells}</table>"
 
 
 def render_report(
@@ -195,7 +335,11 @@ def render_report(
     quick: bool,
     total_s: float,
 ) -> str:
-    """The HTML of ``report.html`` for already-run jobs (``sections``: heading, runs)."""
+    """The HTML of ``report.html`` for already-run jobs (``sections``: heading, runs).
+
+    The page opens with the provenance (versions, commit, machine, date) and a summary:
+    per run its headline number against the published one and how many claims held.
+    """
     from kvmem._version import __version__
 
     body = []
@@ -219,13 +363,17 @@ def render_report(
         "(arXiv 2501.02950). Every figure below was computed by this run of "
         f"<code>kvmem reproduce</code> (kvmem {__version__}, {total_s:.1f} s in all). "
         "“Agrees” means equal to the published value to its printed digit (or, for "
-        "approximate published values, within the stated tolerance).</p>"
-        f"{note}{''.join(body)}</body></html>\n"
+        "approximate published values, within the stated tolerance). Each experiment's "
+        "protocol, data sources and parameters are described in its section of the kvmem "
+        "documentation (<code>make docs</code>) and in the docstring of its module "
+        "(<code>kvmem show NAME</code>).</p>"
+        f"{_provenance_header(total_s)}{note}<h2>Summary</h2>{_summary(sections)}"
+        f"{''.join(body)}</body></html>\n"
     )
 
 
 def reproduce(
-    out: Path,
+    out: str | Path,
     *,
     quick: bool = False,
     include_beyond: bool = True,
@@ -235,10 +383,10 @@ def reproduce(
     """Run every paper job (and the beyond-the-paper jobs) into ``out`` and write the report.
 
     A failing job is reported in the page and does not stop the others; if any failed,
-    ``RuntimeError`` is raised after the report is written.
+    ``RuntimeError`` is raised after the report is written. A bad ``out`` (a file, not
+    writable, empty) raises ``ConfigError`` before anything runs.
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_out_dir(out)  # a bad --out fails here, before any run
     t0 = time.perf_counter()
     groups: list[tuple[str, Sequence[Job]]] = [("The paper's simulations", PAPER_JOBS)]
     if include_beyond:
@@ -258,10 +406,15 @@ def reproduce(
             except Exception as err:  # noqa: BLE001 - the report shows it, the rest go on
                 failures.append(job.folder)
                 runs.append((job, None, f"{type(err).__name__}: {err}"))
-                echo(f"{job.folder:<16} FAILED: {type(err).__name__}: {err}")
+                echo(f"{job.folder:<24} FAILED: {type(err).__name__}: {err}")
                 continue
             runs.append((job, res, None))
-            echo(f"{job.folder:<16} {res.provenance.get('duration_s', 0):6.2f} s")
+            prov = res.provenance
+            compute, figures = prov.get("duration_s", 0.0), prov.get("figures_s", 0.0)
+            echo(
+                f"{job.folder:<24} {compute + figures:7.2f} s  "
+                f"(compute {compute:.2f} s, figures {figures:.2f} s)"
+            )
         sections.append((heading, runs))
     path = out / "report.html"
     atomic_write_text(path, render_report(sections, quick=quick, total_s=time.perf_counter() - t0))
