@@ -51,6 +51,8 @@ def test_plot_from_json(published_run):
     fig = kv.plot(back)
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 6
+    # every panel labels both axes (issue 14: Figure 2 had no x-axis labels)
+    assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
 
 
 def test_textbook_variant_runs():

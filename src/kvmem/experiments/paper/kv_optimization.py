@@ -506,7 +506,10 @@ def plot(result: Result) -> Figure:
             ax.set_xlim(lo, hi)
             ax.set_ylim(lo, hi)
             ax.set_aspect("equal")
-        ax0.set_ylabel(label)
+        unit = "key" if r == 0 else "sigmoid(value)"
+        for ax in (ax0, ax1, ax2):
+            ax.set_xlabel(f"{unit} dimension 1")
+            ax.set_ylabel(f"{unit} dimension 2")
         ax0.set_title(f"{label}: initial (step 0)", fontsize=10)
         ax1.set_title(f"{label}: trajectories (final positions outlined)", fontsize=10)
         ax2.set_title(f"{label}: final (step {int(steps[-1])})", fontsize=10)
