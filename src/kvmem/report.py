@@ -66,9 +66,15 @@ _TITLES: dict[str, str] = {
     "keys-vs-values": "Keys versus values on MNIST images",
     "ab-ac": "Retroactive interference: A-B then A-C (Barnes & Underwood 1959)",
     "cued-recall": "Availability versus accessibility: cued recall (Tulving & Pearlstone 1966)",
-    "metamemory": "Feeling of knowing without recall",
-    "accessibility-precision": "Accessibility falls, precision stays (Berens et al. 2020)",
-    "engram-reactivation": "Engram reactivation after amnesia (Ryan et al. 2015)",
+    "metamemory": "Feeling of knowing and tip of the tongue without recall",
+    "accessibility-precision": (
+        "What fades is access, not content: retrieval falls, precision stays "
+        "(Berens, Richards & Horner 2020)"
+    ),
+    "engram-reactivation": (
+        "Amnesia with the engram intact: natural cues fail, direct reactivation restores "
+        "recall (Ryan et al. 2015; Roy et al. 2017)"
+    ),
     "consolidation": "Systems consolidation and the Ribot gradient (Kim & Fanselow 1992)",
     "repulsion": "Repulsion of similar keys and its reversal (Chanales et al. 2017)",
     "free-recall": "Free recall with a drifting context as the key (Murdock 1962)",

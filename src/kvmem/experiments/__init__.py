@@ -23,8 +23,15 @@ REGISTRY: dict[str, str] = {
     "keys-vs-values": "kvmem.experiments.capacity.keys_vs_values",
     # forgetting as retrieval failure, against behavioural data
     "ab-ac": "kvmem.experiments.retrieval.ab_ac",
+    "cued-recall": "kvmem.experiments.retrieval.cued_recall",
+    "metamemory": "kvmem.experiments.retrieval.metamemory",
+    "accessibility-precision": "kvmem.experiments.retrieval.accessibility_precision",
+    "engram-reactivation": "kvmem.experiments.retrieval.engram_reactivation",
     # free recall with context as the key
     "free-recall": "kvmem.experiments.recall.free_recall",
+    # key-value memory against its rivals (the review's two contrasts)
+    "value-cleanup": "kvmem.experiments.contrasts.value_cleanup",
+    "episode-vs-gist": "kvmem.experiments.contrasts.episode_vs_gist",
 }
 
 #: Experiments grouped by the question they answer, in report order: (heading, names).
@@ -34,8 +41,18 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "Capacity and retrieval quality",
         ("capacity", "robustness", "generalization", "keys-vs-values"),
     ),
-    ("Forgetting as retrieval failure, against behavioural data", ("ab-ac",)),
+    (
+        "Forgetting as retrieval failure, against behavioural data",
+        (
+            "ab-ac",
+            "cued-recall",
+            "metamemory",
+            "accessibility-precision",
+            "engram-reactivation",
+        ),
+    ),
     ("Free recall with context as the key", ("free-recall",)),
+    ("Key-value memory against its rivals", ("value-cleanup", "episode-vs-gist")),
 )
 
 PAPER = GROUPS[0][1]
