@@ -49,7 +49,27 @@ def _slot():
     return m, lambda mem: mem.read(CUES)
 
 
-@pytest.mark.parametrize("build", [_hopfield, _dense, _modern, _sdm, _matrix, _slot])
+def _pinv():
+    m = kvmem.PseudoInverseHopfield()
+    m.store(PATTERNS)
+    return m, lambda mem: mem.retrieve(CUES)
+
+
+def _mesh():
+    m = kvmem.MESH(n_label=8, k=2, n_hidden=40, seed=1)
+    m.write(PATTERNS[0, :5], torch.randn(5, 7, generator=g))
+    return m, lambda mem: mem.read(CUES[0])
+
+
+def _vector_hash():
+    m = kvmem.VectorHaSH(seed=2)
+    m.write(PATTERNS[0, :5], torch.randn(5, 7, generator=g))
+    return m, lambda mem: mem.read(CUES[0])
+
+
+@pytest.mark.parametrize(
+    "build", [_hopfield, _dense, _modern, _sdm, _matrix, _slot, _pinv, _mesh, _vector_hash]
+)
 def test_round_trip(build, tmp_path: Path) -> None:
     mem, read = build()
     path = tmp_path / "m.safetensors"

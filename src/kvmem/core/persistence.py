@@ -43,6 +43,9 @@ MEMORY_CLASSES: dict[str, str] = {
     "DenseAssociativeMemory": "kvmem.core.dense_associative",
     "ModernHopfield": "kvmem.core.modern_hopfield",
     "SparseDistributedMemory": "kvmem.core.sparse_distributed",
+    "PseudoInverseHopfield": "kvmem.core.pinv_hopfield",
+    "MESH": "kvmem.core.mesh",
+    "VectorHaSH": "kvmem.core.vector_hash",
 }
 """Class name -> module: the only classes ``load`` will construct."""
 
@@ -52,8 +55,9 @@ def save(memory: Any, path: str | os.PathLike[str]) -> None:
 
     Tensors are copied to CPU (contiguous, detached); dtypes and shapes are kept exactly. The file
     is written to a temporary file in the same folder (created when missing) and moved into
-    place with ``os.replace``, so a crash never leaves a half-written file at ``path``. A memory built from a user callable
-    raises ``ValueError`` (its ``state_config`` cannot name the callable).
+    place with ``os.replace``, so a crash never leaves a half-written file at ``path``. A
+    memory built from a user callable raises ``ValueError`` (its ``state_config`` cannot
+    name the callable).
     """
     cls_name = type(memory).__name__
     if cls_name not in MEMORY_CLASSES:

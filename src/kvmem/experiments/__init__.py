@@ -18,6 +18,7 @@ REGISTRY: dict[str, str] = {
     "forgetting": "kvmem.experiments.paper.forgetting",
     # how much a memory holds and how well it reads
     "capacity": "kvmem.experiments.capacity.capacity",
+    "scaffold-capacity": "kvmem.experiments.capacity.scaffold_capacity",
     "robustness": "kvmem.experiments.capacity.robustness",
     "generalization": "kvmem.experiments.capacity.generalization",
     "keys-vs-values": "kvmem.experiments.capacity.keys_vs_values",
@@ -39,7 +40,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("The paper's simulations", ("kv-optimization", "forgetting")),
     (
         "Capacity and retrieval quality",
-        ("capacity", "robustness", "generalization", "keys-vs-values"),
+        ("capacity", "scaffold-capacity", "robustness", "generalization", "keys-vs-values"),
     ),
     (
         "Forgetting as retrieval failure, against behavioural data",
