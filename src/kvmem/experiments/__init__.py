@@ -28,6 +28,9 @@ REGISTRY: dict[str, str] = {
     "metamemory": "kvmem.experiments.retrieval.metamemory",
     "accessibility-precision": "kvmem.experiments.retrieval.accessibility_precision",
     "engram-reactivation": "kvmem.experiments.retrieval.engram_reactivation",
+    # systems consolidation and key repulsion
+    "consolidation": "kvmem.experiments.systems.consolidation",
+    "repulsion": "kvmem.experiments.systems.repulsion",
     # free recall with context as the key
     "free-recall": "kvmem.experiments.recall.free_recall",
     # key-value memory against its rivals (the review's two contrasts)
@@ -52,6 +55,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "engram-reactivation",
         ),
     ),
+    ("Systems consolidation and key repulsion", ("consolidation", "repulsion")),
     ("Free recall with context as the key", ("free-recall",)),
     ("Key-value memory against its rivals", ("value-cleanup", "episode-vs-gist")),
 )
