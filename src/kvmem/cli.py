@@ -5,6 +5,8 @@
     kvmem run NAME [--out DIR] [--set KEY=VALUE ...] [--seed N] [--quick]
     kvmem reproduce [--out DIR] [--quick] [--paper-only]
     kvmem plot RESULT_JSON [--out FILE]
+    kvmem plot SWEEP_DIR [--out DIR]
+    kvmem sweep NAME --grid KEY=V1,V2,... [--seeds N] [--backend local|ray] [--out DIR]
 
 Bad input (unknown experiment, unknown or ill-typed ``--set``, missing data) prints one
 line to stderr and exits with code 2, without a traceback.
@@ -123,7 +125,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         report = reproduce(
-            Path(args.out),
+            args.out,  # a string: Path('') would silently become '.'
             quick=args.quick,
             include_beyond=not args.paper_only,
             progress_enabled=_progress_enabled(),
@@ -139,7 +141,10 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 def _cmd_plot(args: argparse.Namespace) -> int:
     from kvmem.experiments.runner import redraw
     from kvmem.results import Result
+    from kvmem.sweep.cli import plot_sweep
 
+    if (code := plot_sweep(args.result, args.out)) is not None:  # a sweep folder
+        return code
     result = Result.load(args.result)
     src = Path(args.result)
     out_dir = Path(args.out) if args.out is not None else (src if src.is_dir() else src.parent)
@@ -180,10 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=_cmd_reproduce)
 
-    s = sub.add_parser("plot", help="redraw the figure of a saved result.json")
-    s.add_argument("result", help="path to result.json or its folder")
+    s = sub.add_parser("plot", help="redraw the figure of a saved result.json or sweep folder")
+    s.add_argument("result", help="path to result.json or its folder, or a sweep folder")
     s.add_argument("--out", help="output folder (default: beside the result)")
     s.set_defaults(func=_cmd_plot)
+
+    from kvmem.sweep.cli import add_parser as add_sweep_parser
+
+    add_sweep_parser(sub)
     return p
 
 
