@@ -73,3 +73,38 @@ def test_config_validation() -> None:
         G.Config(betas=(10.0, 1.0))
     with pytest.raises(ValueError, match="n_keys"):
         G.Config(n_keys=1)
+
+
+def test_errors_carry_95_percent_intervals(result: G.Result) -> None:
+    """Each error is a mean over the 50 memories with a Student-t interval; the headline
+    comparison (best softmax below max) holds beyond its paired interval."""
+    s, m = result.series, result.metrics
+    ci = s["error_softmax_ci"]
+    assert len(ci) == len(s["beta"])
+    assert all(lo <= v <= hi for v, (lo, hi) in zip(s["error_softmax"], ci, strict=True))
+    for key in ("error_max", "error_identity", "error_softmax_best"):
+        lo, hi = m[f"{key}_ci"]
+        assert 0 < lo < m[key] < hi
+    assert s["error_max_ci"] == [m["error_max_ci"]]
+    # recompute one interval from scratch: max's per-memory errors
+    cfg = G.Config()
+    gen = torch.Generator().manual_seed(cfg.seed)
+    keys = torch.rand(cfg.n_trials, cfg.n_keys, 1, generator=gen, dtype=torch.float64)
+    keys = keys.sort(dim=1).values
+    values = G.target_function(keys)
+    lo, hi = keys[:, :1], keys[:, -1:]
+    q = lo + (hi - lo) * torch.rand(
+        cfg.n_trials, cfg.n_queries, 1, generator=gen, dtype=torch.float64
+    )
+    mem = G.SlotMemory(G.neg_squared_euclidean, "hard_max", beta=None)
+    mem.write(keys, values)
+    per = (mem.read(q) - G.target_function(q)).square().mean((-2, -1))
+    t = 2.0096  # Student t, 49 degrees of freedom, 97.5 %
+    half = t * float(per.std()) / cfg.n_trials**0.5
+    assert m["error_max_ci"] == pytest.approx(
+        [float(per.mean()) - half, float(per.mean()) + half], rel=1e-3
+    )
+    lo, hi = m["best_softmax_vs_max_ci"]
+    assert lo < m["best_softmax_vs_max"] < hi < 1.0
+    fig = G.plot(result)
+    assert len(fig.axes[1].collections) >= 1  # the softmax band

@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
 from kvmem import experiments
@@ -95,7 +97,7 @@ def test_quick_run_has_every_contract_series_and_metric(quick_result: Result) ->
     loaded = Result.from_dict(json.loads(quick_result.to_json()))
     fig = kvv.plot(loaded)
     assert isinstance(fig, Figure)
-    assert len(fig.axes) == 6 + 12
+    assert len(fig.axes) == 6 + 12 + 1  # curves, example images, the legend panel
 
 
 def test_learned_keys_can_be_fitted_on_the_stored_items() -> None:
@@ -212,3 +214,87 @@ def test_white_noise_favours_key_equals_value_over_pattern_separation(big) -> No
     sparse = _kv(big, "noise", ExpansionKWTAKeys(2000, 0.1, seed=0))
     assert bool((euclid - white >= 15.0).all()), (euclid, white)
     assert bool((euclid - sparse >= 25.0).all()), (euclid, sparse)
+
+
+# ------------------------------------------------------------- uncertainty, figure, progress
+
+
+def test_curves_and_headlines_carry_95_percent_intervals(quick_result: Result) -> None:
+    s, m = quick_result.series, quick_result.metrics
+    ns = s["n_stored"]
+    for c in ("noise", "mask", "dropout"):
+        for meth in CONTRACT_METHODS:
+            for prefix in ("success", "identified"):
+                mean, ci = s[f"{prefix}_{c}_{meth}"], s[f"{prefix}_{c}_{meth}_ci"]
+                assert len(ci) == len(ns)
+                assert all(
+                    lo - 1e-3 <= v <= hi + 1e-3 for v, (lo, hi) in zip(mean, ci, strict=True)
+                )
+            assert m[f"success_{c}_{meth}_n{ns[-1]}_ci"] == s[f"success_{c}_{meth}_ci"][-1]
+        lo, hi = m[f"kv_minus_auto_{c}_n{ns[-1]}_ci"]
+        assert lo <= m[f"kv_minus_auto_{c}_n{ns[-1]}"] <= hi
+    # two seeds: the interval is mean +- t(0.975, 1) * sd / sqrt(2), t = 12.71
+    succ = s["success_mask_auto_dot"][-1]
+    sd = s["std_mask_auto_dot"][-1] * 2**0.5  # std_ is the population sd over 2 seeds
+    lo, hi = s["success_mask_auto_dot_ci"][-1]
+    assert hi - succ == pytest.approx(12.7062 * sd / 2**0.5, abs=1e-2)
+    assert succ - lo == pytest.approx(hi - succ, abs=1e-3)
+
+
+def test_legend_is_readable_and_inside_the_figure(quick_result: Result) -> None:
+    """Issue 14: the legend was 8 pt text outside the plots (a figure legend at the right
+    edge). It now sits in its own panel inside the figure, at 10 pt, with readable names."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = kvv.plot(quick_result)
+    FigureCanvasAgg(fig).draw()
+    assert not fig.legends
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    assert len(legends) == 1
+    leg = legends[0]
+    texts = [t.get_text() for t in leg.get_texts()]
+    assert len(texts) == len(CONTRACT_METHODS) + 1
+    assert all(t.get_fontsize() >= 10 for t in leg.get_texts())
+    assert "separate key: learned projection" in texts and "kv_learned" not in texts
+    box, page = leg.get_window_extent(), fig.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1
+
+
+def test_progress_ticks_per_unit_of_work() -> None:
+    """Issue 14: the run ticked 7 times (once per method), the longest step of the demo.
+    It now ticks per unit of work: each method at each N, in score chunks."""
+    cfg = dataclasses.replace(kvv.quick(kvv.Config()), n_seeds=1)
+    seen: list = []
+    totals: list = []
+
+    def progress(iterable, *, total=None, desc=""):  # noqa: ANN001, ANN202
+        totals.append(total)
+        for x in iterable:
+            seen.append(x)
+            yield x
+
+    kvv.run(cfg, progress=progress)
+    assert totals == [len(seen)]
+    n_methods = len(kvv.AUTO_METHODS) // 2 + len(kvv.KV_METHODS)
+    # every method at every N (old code: one tick per method, 7 in all), the learned fit
+    assert {(m, i) for m, i, _ in seen} >= {
+        (m, i) for m in {u[0] for u in seen} for i in range(len(cfg.n_stored))
+    }
+    assert len({u[0] for u in seen}) == n_methods
+    assert len(seen) >= n_methods * len(cfg.n_stored) + 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(1, 1200), min_size=1, max_size=7, unique=True))
+def test_chunk_plan_covers_each_score_once_in_small_pieces(sizes: list[int]) -> None:
+    ns = tuple(sorted(sizes))
+    plan = kvv._chunk_plan(ns)
+    assert len(plan) == len(ns)
+    seen = torch.zeros(ns[-1], ns[-1], dtype=torch.int64)
+    for i, chunks in enumerate(plan):
+        for r0, r1, c0, c1 in chunks:
+            assert (r1 - r0) * (c1 - c0) <= max(kvv._CHUNK_CELLS, c1 - c0)
+            seen[r0:r1, c0:c1] += 1
+        # after step i the first ns[i] x ns[i] block is complete, nothing beyond it
+        n = ns[i]
+        assert bool((seen[:n, :n] == 1).all()) and int(seen.sum()) == n * n

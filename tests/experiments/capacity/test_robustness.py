@@ -74,3 +74,67 @@ def test_config_validation() -> None:
         R.Config(noise=(0.5, 0.0))
     with pytest.raises(ValueError, match="betas"):
         R.Config(betas=(0.0,))
+
+
+# ----------------------------------------------------------------------------- uncertainty
+
+
+def test_curves_and_headlines_carry_95_percent_intervals(result: R.Result) -> None:
+    s, m = result.series, result.metrics
+    n_lev = len(s["noise"])
+    for key in R.operator_keys(R.Config()):
+        for name in ("accuracy", "value_error"):
+            mean, ci = s[f"{name}_{key}"], s[f"{name}_{key}_ci"]
+            assert len(ci) == n_lev
+            assert all(lo - 1e-9 <= v <= hi + 1e-9 for v, (lo, hi) in zip(mean, ci, strict=True))
+            for tag, j in (("noise0", 0), ("noise_max", -1)):
+                assert m[f"{name}_{key}_{tag}_ci"] == ci[j]
+    # 20 memories x 64 queries: the accuracy of max at the largest noise is known to a few %
+    lo, hi = m["accuracy_max_noise_max_ci"]
+    assert 0 < hi - lo < 10
+    # a deterministic read has no spread: max on clean cues is exact on every memory
+    assert m["value_error_max_noise0_ci"] == [0.0, 0.0]
+    # the softer-wins claim holds beyond the interval, not just on the means
+    assert m["value_error_softmax_4_noise_max_ci"][1] < m["value_error_max_noise_max_ci"][0]
+
+
+def _drawn(fig: Figure) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+
+
+def test_log_panel_shows_tiny_errors_apart(result: R.Result) -> None:
+    """Issue 14: on the symlog axis bars below 1e-2 were invisible, so 0, 2.8e-7 and
+    1.6e-29 looked the same. Every nonzero bar must now be visibly tall, bars a decade or
+    more apart must differ in height, and every bar is labelled with its value."""
+    fig = R.plot(result)
+    _drawn(fig)
+    ax_c = fig.axes[2]
+    keys = R.operator_keys(R.Config())
+    values = [result.series[f"value_error_{k}"][0] for k in keys]
+    values += [result.series[f"value_error_{k}"][-1] for k in keys]
+    assert min(v for v in values if v > 0) < 1e-6  # the tiny errors are in this result
+    bars = [p for p in ax_c.patches if p.get_width() > 0][: len(values)]
+    assert len(bars) == len(values)
+    px = [float(b.get_window_extent().height) for b in bars]
+    for v, h in zip(values, px, strict=True):
+        if v > 0:
+            assert h >= 3.0, (v, h)
+    ordered = sorted((v, h) for v, h in zip(values, px, strict=True) if v > 0)
+    for (v1, h1), (v2, h2) in zip(ordered, ordered[1:], strict=False):
+        if v2 > 10 * v1:
+            assert h2 > h1 + 1.0, (v1, h1, v2, h2)
+    labels = [t.get_text() for t in ax_c.texts]
+    assert len(labels) == len(values) and labels.count("0") == values.count(0.0)
+
+
+def test_value_error_panel_keeps_every_curve_in_view(result: R.Result) -> None:
+    """Issue 14: panel B's y axis (0 to 2.1) cut off identity (up to ~20) and threshold
+    (up to ~12). Every curve must lie inside the axis."""
+    fig = R.plot(result)
+    ax_b = fig.axes[1]
+    lo, hi = ax_b.get_ylim()
+    ys = [y for line in ax_b.get_lines() for y in line.get_ydata() if line.get_label()[0] != "_"]
+    assert max(ys) > 5  # the large errors are there
+    assert lo <= min(ys) and max(ys) <= hi

@@ -78,7 +78,7 @@ auto_euclidean_softmax      100  / 100     75.0 / 71.9    86.7 / 86.8
 auto_manhattan_softmax      100  / 99.8    82.7 / 77.2    93.3 / 93.7
 kv_centered                 99.7 / 99.5    99.7 / 98.8    100  / 100
 kv_whitened                 93.7 / 79.3    97.7 / 99.3    100  / 99.5
-kv_expansion_kwta           79.3 / 60.6    98.3 / 95.2    100  / 99.9
+kv_expansion_kwta           79.0 / 61.3    98.3 / 95.1    100  / 99.9
 kv_learned (experience)     96.7 / 94.1    99.7 / 99.8    100  / 100
 mean stored image as read   73.0 / 74.2 (whatever the cue)
 ==========================  =============  =============  =============
@@ -103,7 +103,23 @@ dot-product key = value memory is worst everywhere (it favours images with more 
 (5) The learned map, trained only on other images, transfers: best on masked cues, tied
 on dropout, behind the centred keys on noise. Fitted instead on the stored items
 (``learned_fit="stored"``) it gives noise 95.9 %, mask 100 % (optimistic, see above) and
-dropout 100 % at N = 1000. Run time: ~15 s of CPU for the default run (single thread).
+dropout 100 % at N = 1000.
+
+Uncertainty. Every curve point and headline number is a mean over the ``n_seeds`` = 3
+seeds (each a fresh draw of stored images, experience images, noise and dropout) with a
+Student-t 95 % interval (:func:`kvmem.metrics.mean_ci`; with 3 seeds t = 4.3, so the
+intervals are wide): series ``success_<corruption>_<method>_ci``,
+``identified_<corruption>_<method>_ci`` and ``baseline_mean_image_ci`` (``[low, high]``
+per N), metrics ``success_<corruption>_<method>_n<N>_ci``, ``best_success_<corruption>_ci``
+and ``kv_minus_auto_<corruption>_n<N>_ci`` (the gap paired by seed). At N = 1000 the
+masking gap is 27.2 [25.4, 28.9] points, dropout 8.5 [4.9, 12.2], noise -0.3 [-0.9, 0.4].
+Ties between the binary kWTA codes are broken by float rounding, which depends on how the
+score matrix is computed; the kWTA numbers can move by a few tenths of a point with it.
+
+Progress and run time: the run ticks once per unit of work (each method at each N, with
+the shared score matrices filled in chunks of at most 50,000 query-item pairs, and the
+learned map's fit: 182 ticks by default, none above ~4 s of CPU). ~20 s of CPU for the
+default run (single thread).
 """
 
 from __future__ import annotations
@@ -122,7 +138,7 @@ from kvmem.core.key_maps import CenteredKeys, ExpansionKWTAKeys, KeyMap, Whitene
 from kvmem.data.bundled import load_mnist_test10k
 from kvmem.data.patterns import add_gaussian_noise, drop_pixels, mask_bottom_half
 from kvmem.experiments.base import Claim, ProgressFactory, null_progress
-from kvmem.metrics import retrieval_accuracy, squared_error_success
+from kvmem.metrics import mean_ci, retrieval_accuracy, squared_error_success
 from kvmem.nn.learned_keys import LearnedLinearKeys
 from kvmem.results import Result
 
@@ -376,6 +392,26 @@ def _key_scores(keymap: KeyMap, queries: torch.Tensor, items: torch.Tensor) -> t
 
 # ----------------------------------------------------------------------------- run
 
+#: Largest number of (query, item) score pairs per seed and corruption in one progress tick.
+_CHUNK_CELLS = 50_000
+
+
+def _chunk_plan(ns: tuple[int, ...]) -> list[list[tuple[int, int, int, int]]]:
+    """For each memory size ``ns[i]``, the score-matrix rectangles ``(row0, row1, col0,
+    col1)`` it adds to those of ``ns[i - 1]`` (new query rows against all items, old rows
+    against the new items), cut into row chunks of at most ``_CHUNK_CELLS`` pairs."""
+    plan = []
+    prev = 0
+    for n in ns:
+        rects = [(prev, n, 0, n)] + ([(0, prev, prev, n)] if prev else [])
+        chunks = []
+        for r0, r1, c0, c1 in rects:
+            step = max(1, _CHUNK_CELLS // (c1 - c0))
+            chunks.extend((a, min(a + step, r1), c0, c1) for a in range(r0, r1, step))
+        plan.append(chunks)
+        prev = n
+    return plan
+
 
 def run(config: Config, progress: ProgressFactory = null_progress) -> Result:
     """Store N MNIST images, query each with a corrupted copy, score every method."""
@@ -407,9 +443,6 @@ def run(config: Config, progress: ProgressFactory = null_progress) -> Result:
     }
     learned_info: dict[str, Any] = {}
 
-    def fixed_map_outcomes(scores: torch.Tensor) -> list[_Outcome]:
-        return [_max_outcome(scores[..., :n, :n], D2[:, :n, :n], thr) for n in ns]
-
     def learner(seed_offset: int) -> LearnedLinearKeys:
         return LearnedLinearKeys(
             _mixture(config),
@@ -421,89 +454,141 @@ def run(config: Config, progress: ProgressFactory = null_progress) -> Result:
             seed=config.seed + seed_offset,
         )
 
+    # Progress ticks once per unit of work. The nested memories share one score matrix per
+    # method ``[C, S, N_max, N_max]``, filled block by block as N grows (the rows and
+    # columns the new items add) and each block in row chunks of at most ``_CHUNK_CELLS``
+    # query-item pairs, so every tick costs about the same and the total is the work of one
+    # full matrix; the outcomes at N are scored once its last chunk is in. Maps fitted on
+    # the N stored items (whitened keys, keys learned on them) tick once per N, and fitting
+    # the learned map on the experience set is one tick.
+    plan = _chunk_plan(ns)
     steps = ["auto_dot", "auto_euclidean", "auto_manhattan", *KV_METHODS]
-    for method in progress(steps, total=len(steps), desc=NAME):
+    per_n_fit = {"kv_whitened"} | ({"kv_learned"} if E is None else set())
+    units: list[tuple[str, int, int]] = []
+    for method in steps:
+        if method == "kv_learned" and E is not None:
+            units.append((method, -1, 0))  # the fit
+        for i in range(len(ns)):
+            chunks = 1 if method in per_n_fit else len(plan[i])
+            units.extend((method, i, k) for k in range(chunks))
+    fits: list[LearnedLinearKeys] = []
+    state: dict[str, Any] = {}
+
+    def fill(score: Any, i: int, k: int) -> torch.Tensor | None:
+        """Compute chunk k of step i of ``state["scores"]`` with ``score(queries [C, S, q,
+        *], items [S, n, *]) -> [C, S, q, n]`` on the cached query and item codes; after
+        the step's last chunk, return the ``[C, S, n, n]`` block of the first ``ns[i]``."""
+        if i == 0 and k == 0:
+            state["scores"] = torch.empty(Q.shape[0], Q.shape[1], n_max, n_max)
+        full, q_code, v_code = state["scores"], state["q"], state["v"]
+        r0, r1, c0, c1 = plan[i][k]
+        full[..., r0:r1, c0:c1] = score(q_code[:, :, r0:r1], v_code[:, c0:c1])
+        return full[..., : ns[i], : ns[i]] if k == len(plan[i]) - 1 else None
+
+    def dot_of_keys(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return sim.dot(q, v)
+
+    for method, i, k in progress(units, total=len(units), desc=NAME):
+        n = ns[i] if i >= 0 else 0
         if method.startswith("auto_"):
             simname = method.removeprefix("auto_")
-            scores = _auto_scores(simname, Q, V)
-            outcomes[method] = fixed_map_outcomes(scores)
-            beta = betas[simname]
-            outcomes[f"{method}_softmax"] = [
-                _soft_outcome(scores[..., :n, :n], beta, V[:, :n], thr) for n in ns
-            ]
-            del scores
-        elif method == "kv_centered":
-            outcomes[method] = fixed_map_outcomes(_key_scores(CenteredKeys("self").fit(V), Q, V))
-        elif method == "kv_expansion_kwta":
-            kmap = ExpansionKWTAKeys(
-                config.expansion_units, config.expansion_active, center="self", seed=config.seed
-            ).fit(V)
-            outcomes[method] = fixed_map_outcomes(_key_scores(kmap, Q, V))
-        elif method == "kv_whitened":
-            res = []
-            for n in ns:
-                kmap = WhitenedKeys("zca", shrinkage=config.whitening_shrinkage).fit(V[:, :n])
-                res.append(
-                    _max_outcome(_key_scores(kmap, Q[:, :, :n], V[:, :n]), D2[:, :n, :n], thr)
+            if i == 0 and k == 0:
+                state.update(q=Q, v=V)
+            scores = fill(lambda q, v, name=simname: _auto_scores(name, q, v), i, k)
+            if scores is not None:
+                outcomes.setdefault(method, []).append(_max_outcome(scores, D2[:, :n, :n], thr))
+                outcomes.setdefault(f"{method}_softmax", []).append(
+                    _soft_outcome(scores, betas[simname], V[:, :n], thr)
                 )
-            outcomes[method] = res
-        elif method == "kv_learned":
-            if E is not None:
-                kmap = learner(0).fit(E)
-                outcomes[method] = fixed_map_outcomes(_key_scores(kmap, Q, V))
-                fits = [kmap]
+        elif method == "kv_learned" and i < 0:
+            fits.append(learner(0).fit(E))
+        elif method in per_n_fit:
+            # a map fitted on the N stored items: its own scores at every N
+            if method == "kv_whitened":
+                kmap: KeyMap = WhitenedKeys("zca", shrinkage=config.whitening_shrinkage)
+                kmap.fit(V[:, :n])
             else:
-                res, fits = [], []
-                for i, n in enumerate(ns):
-                    kmap = learner(i).fit(V[:, :n])
-                    res.append(
-                        _max_outcome(_key_scores(kmap, Q[:, :, :n], V[:, :n]), D2[:, :n, :n], thr)
-                    )
-                    fits.append(kmap)
-                outcomes[method] = res
-            last = fits[-1]
-            assert last.loss_initial is not None and last.loss_final is not None
-            learned_info = {
-                "loss_initial": float(last.loss_initial.mean()),
-                "loss_final": float(last.loss_final.mean()),
-                "loss_history": last.loss_history,
-            }
+                kmap = learner(i).fit(V[:, :n])
+                fits.append(kmap)
+            outcomes.setdefault(method, []).append(
+                _max_outcome(_key_scores(kmap, Q[:, :, :n], V[:, :n]), D2[:, :n, :n], thr)
+            )
+        else:  # a fixed map of each image alone: centred, expansion + kWTA, learned
+            if i == 0 and k == 0:
+                if method == "kv_centered":
+                    kmap = CenteredKeys("self").fit(V)
+                elif method == "kv_expansion_kwta":
+                    kmap = ExpansionKWTAKeys(
+                        config.expansion_units,
+                        config.expansion_active,
+                        center="self",
+                        seed=config.seed,
+                    ).fit(V)
+                else:
+                    kmap = fits[-1]
+                with torch.no_grad():
+                    state.update(q=kmap(Q), v=kmap(V))
+            scores = fill(dot_of_keys, i, k)
+            if scores is not None:
+                outcomes.setdefault(method, []).append(_max_outcome(scores, D2[:, :n, :n], thr))
+        if i == len(ns) - 1 and (method in per_n_fit or k == len(plan[i]) - 1):
+            state.clear()  # free the method's score matrix
+    if fits:
+        last = fits[-1]
+        assert last.loss_initial is not None and last.loss_final is not None
+        learned_info = {
+            "loss_initial": float(last.loss_initial.mean()),
+            "loss_final": float(last.loss_final.mean()),
+            "loss_history": last.loss_history,
+        }
 
     # --- series -----------------------------------------------------------------------------
     series: dict[str, Any] = {"n_stored": list(ns)}
+    per_seed: dict[str, torch.Tensor] = {}  # success per seed at the largest N, [S] (%)
     for ci, c in enumerate(CORRUPTIONS):
         for m in METHODS:
             succ = torch.stack([o.success[ci] for o in outcomes[m]])  # [len(ns), S]
             ident = torch.stack([o.identified[ci] for o in outcomes[m]])
             series[f"success_{c}_{m}"] = _pct(succ.mean(-1))
+            series[f"success_{c}_{m}_ci"] = _pct_ci(succ)
             series[f"std_{c}_{m}"] = _pct(succ.std(-1, unbiased=False))
             series[f"identified_{c}_{m}"] = _pct(ident.mean(-1))
+            series[f"identified_{c}_{m}_ci"] = _pct_ci(ident)
+            per_seed[f"{c}_{m}"] = 100.0 * succ[-1]
     base = []
     for n in ns:
         mean_img = V[:, :n].mean(-2, keepdim=True)
-        base.append(float(squared_error_success(mean_img, V[:, :n], thr).double().mean()))
-    series["baseline_mean_image"] = [round(100 * b, 4) for b in base]
+        base.append(squared_error_success(mean_img, V[:, :n], thr).double().mean(-1))  # [S]
+    series["baseline_mean_image"] = _pct(torch.stack(base).mean(-1))
+    series["baseline_mean_image_ci"] = _pct_ci(torch.stack(base))
     if learned_info:
         series["learned_loss"] = [round(v, 6) for v in learned_info["loss_history"]]
 
     # --- metrics ------------------------------------------------------------------------------
+    # intervals: Student-t 95 % over the n_seeds seeds (each a fresh draw of stored images,
+    # noise and dropout); gaps are paired (the same seed's images for both methods)
     metrics: dict[str, Any] = {}
     tag = f"n{n_max}"
     for c in CORRUPTIONS:
         for m in METHODS:
             metrics[f"success_{c}_{m}_{tag}"] = series[f"success_{c}_{m}"][-1]
+            metrics[f"success_{c}_{m}_{tag}_ci"] = series[f"success_{c}_{m}_ci"][-1]
     for c in CORRUPTIONS:
         best = _best(series, c, METHODS)
         best_auto = _best(series, c, tuple(m for m in AUTO_METHODS if "softmax" not in m))
         best_kv = _best(series, c, KV_METHODS)
         metrics[f"best_method_{c}"] = best
         metrics[f"best_success_{c}"] = series[f"success_{c}_{best}"][-1]
+        metrics[f"best_success_{c}_ci"] = series[f"success_{c}_{best}_ci"][-1]
         metrics[f"best_auto_max_{c}"] = best_auto
         metrics[f"best_kv_{c}"] = best_kv
         metrics[f"kv_minus_auto_{c}_{tag}"] = round(
             series[f"success_{c}_{best_kv}"][-1] - series[f"success_{c}_{best_auto}"][-1], 4
         )
+        gap = per_seed[f"{c}_{best_kv}"] - per_seed[f"{c}_{best_auto}"]
+        metrics[f"kv_minus_auto_{c}_{tag}_ci"] = [round(v, 4) for v in mean_ci(gap)[1]]
     metrics[f"baseline_mean_image_{tag}"] = series["baseline_mean_image"][-1]
+    metrics[f"baseline_mean_image_{tag}_ci"] = series["baseline_mean_image_ci"][-1]
     if learned_info:
         metrics["learned_loss_initial"] = round(learned_info["loss_initial"], 6)
         metrics["learned_loss_final"] = round(learned_info["loss_final"], 6)
@@ -542,6 +627,12 @@ def _pct(t: torch.Tensor) -> list[float]:
     return [round(100.0 * float(v), 4) for v in t]
 
 
+def _pct_ci(t: torch.Tensor) -> list[list[float]]:
+    """95 % interval over seeds of fractions ``[points, S]``, in %: ``[points][2]``."""
+    _, ci = mean_ci(100.0 * t.double(), dim=-1)
+    return [[round(lo, 4), round(hi, 4)] for lo, hi in ci]
+
+
 def _best(series: dict[str, Any], corruption: str, methods: tuple[str, ...]) -> str:
     """The method with the highest success at the largest N; ties -> identified, then order."""
     return max(
@@ -568,6 +659,19 @@ _STYLE: dict[str, tuple[str, str]] = {
     "kv_expansion_kwta": ("tab:brown", "-"),
     "kv_learned": ("black", "-"),
 }
+#: Readable legend labels (the raw method names stay in result.json).
+LABELS: dict[str, str] = {
+    "auto_dot": "key = value, dot, max",
+    "auto_euclidean": "key = value, Euclidean, max",
+    "auto_manhattan": "key = value, Manhattan, max",
+    "auto_dot_softmax": "key = value, dot, softmax",
+    "auto_euclidean_softmax": "key = value, Euclidean, softmax",
+    "auto_manhattan_softmax": "key = value, Manhattan, softmax",
+    "kv_centered": "separate key: centred image",
+    "kv_whitened": "separate key: whitened (ZCA)",
+    "kv_expansion_kwta": "separate key: expansion + kWTA",
+    "kv_learned": "separate key: learned projection",
+}
 _CORRUPTION_LABEL = {
     "noise": "Gaussian noise",
     "mask": "bottom half masked",
@@ -578,15 +682,18 @@ _CORRUPTION_LABEL = {
 def plot(result: Result) -> Figure:
     """Success (top) and strict identification (middle) vs N, one column per corruption
     (key = value dashed for max, dotted for softmax; separate keys solid; grey: the mean
-    stored image as a read); bottom: example retrievals at the largest N (original, cue,
-    best key = value read with max, best kv read, with their squared errors)."""
+    stored image as a read; bands: 95 % intervals over seeds), the legend in its own panel
+    at the right; bottom: example retrievals at the largest N (original, cue, best
+    key = value read with max, best kv read, with their squared errors)."""
     s, m, cfg = result.series, result.metrics, result.config
     ns = np.asarray(s["n_stored"], dtype=float)
     n_max = int(ns[-1])
-    fig = Figure(figsize=(16.5, 10.5), layout="constrained")
+    fig = Figure(figsize=(19, 10.5), layout="constrained")
     handles: list[Any] = []
     names: list[str] = []
-    gs = fig.add_gridspec(3, 12, height_ratios=[1.0, 1.0, 0.55])
+    # 12 columns for the plots (4 per corruption, one image each in the bottom row) and a
+    # wide 13th for the legend, so it sits beside the curves at a readable size
+    gs = fig.add_gridspec(3, 13, height_ratios=[1.0, 1.0, 0.55], width_ratios=[1] * 12 + [3.6])
     methods = [x for x in METHODS if f"success_noise_{x}" in s]
     details = {
         "noise": f"sigma = {cfg.get('noise_sigma')}",
@@ -609,8 +716,13 @@ def plot(result: Result) -> Figure:
                     marker="o",
                     ms=3,
                     lw=1.8 if meth.startswith("kv_") else 1.3,
-                    label=meth,
+                    label=LABELS.get(meth, meth),
                 )
+                band = s.get(f"{key}_{c}_{meth}_ci")
+                if band:
+                    ax.fill_between(
+                        ns, [p[0] for p in band], [p[1] for p in band], color=col, alpha=0.12, lw=0
+                    )
             if row == 0 and "baseline_mean_image" in s:
                 ax.plot(
                     ns,
@@ -618,7 +730,7 @@ def plot(result: Result) -> Figure:
                     ls=(0, (1, 3)),
                     color="0.5",
                     lw=1.2,
-                    label="mean stored image",
+                    label="mean stored image as the read",
                 )
             ax.set_xscale("log")
             ax.set_ylim(-3, 103)
@@ -626,17 +738,27 @@ def plot(result: Result) -> Figure:
             if row == 0:
                 ax.set_title(
                     f"{_CORRUPTION_LABEL[c]} ({details[c]})\n"
-                    f"best at N={n_max}: {m.get(f'best_method_{c}')} "
+                    f"best at N={n_max}: {LABELS.get(m.get(f'best_method_{c}'), '?')} "
                     f"({m.get(f'best_success_{c}', float('nan')):.1f} %)",
                     fontsize=9,
                 )
-            else:
-                ax.set_xlabel("images stored N")
+            ax.set_xlabel("images stored N")
             if ci == 0:
                 ax.set_ylabel(ylabel)
             if row == 0 and ci == 0:
                 handles, names = ax.get_legend_handles_labels()
-    fig.legend(handles, names, loc="outside right center", fontsize=8, frameon=False)
+    ax_leg = fig.add_subplot(gs[0:2, 12])
+    ax_leg.axis("off")
+    ax_leg.legend(
+        handles,
+        names,
+        loc="center left",
+        fontsize=10,
+        title=f"method (bands: 95 % interval,\n{cfg.get('n_seeds')} seeds)",
+        title_fontsize=10,
+        frameon=False,
+        handlelength=3.0,
+    )
     labels = ["original", "cue", "auto", "kv"]
     for ci in range(len(CORRUPTIONS)):
         imgs = s["example_images"][ci]
