@@ -3,9 +3,9 @@
 All functions accept torch tensors or numpy arrays, broadcast over leading dimensions
 and return torch tensors (float64 for the curve analyses). Accuracies here are
 *fractions* in [0, 1]; experiments multiply by 100 when they report percentages
-(DESIGN.md, result.json).
+(docs/architecture.md, result.json).
 
-- :func:`bit_accuracy`: fraction of correct signs of a +-1 read (SCIENCE.md 4 item 1);
+- :func:`bit_accuracy`: fraction of correct signs of a +-1 read (docs/science.md 4 item 1);
 - :func:`cue_accuracy`, :func:`chance_corrected`: accuracy above what the cue already
   gives (4 item 1);
 - :func:`retrieval_accuracy`: the read is nearest to the right stored value (4 items 2, 4);
@@ -100,7 +100,7 @@ def chance_corrected(accuracy: Any, baseline: Any) -> torch.Tensor:
     ``(accuracy - baseline) / (1 - baseline)`` (both fractions, broadcast). With the
     cue's own accuracy as baseline (:func:`cue_accuracy`) it scores what retrieval adds:
     a network that returns its cue unchanged scores 0, one that returns chance-level
-    bits (0.5) scores ``(0.5 - b) / (1 - b) < 0`` (SCIENCE.md 4 item 1: "a Hopfield net
+    bits (0.5) scores ``(0.5 - b) / (1 - b) < 0`` (docs/science.md 4 item 1: "a Hopfield net
     starts from its cue").
     """
     a = as_float_tensor(_arrayish(accuracy), "accuracy", min_ndim=0, allow_integer=True)
@@ -206,7 +206,7 @@ def capacity_from_curve(
     cliff does not count; with ``contiguous=False`` it is the largest passing load
     anywhere. 0 when even the first load fails. When no load fails the true capacity is
     at least ``loads[-1]`` (a censored estimate). Returns float64 ``[...]``
-    (SCIENCE.md 4 item 1: "capacity = largest number stored with accuracy >= 0.98").
+    (docs/science.md 4 item 1: "capacity = largest number stored with accuracy >= 0.98").
     """
     x, a = _curve(loads, accuracy)
     ok = a >= criterion
@@ -253,7 +253,7 @@ def key_separability(keys: Any, labels: Any) -> torch.Tensor:
     ``mu_c`` the mean key of class ``c`` and ``n_c`` its size. ``keys``: ``[..., N, d]``,
     ``labels``: ``[..., N]`` ints (class ids need not be contiguous; empty classes do not
     count). Returns ``[...]``; ``inf`` when every class collapses to a point but classes
-    differ; ``0`` when all keys coincide (DESIGN.md, ``kv-optimization`` metrics; SCIENCE.md 3.1).
+    differ; ``0`` when all keys coincide (the ``kv-optimization`` metrics; docs/science.md 3.1).
     """
     k = as_float_tensor(keys, "keys", min_ndim=2, allow_integer=True)
     lab = torch.as_tensor(labels, device=k.device)
@@ -282,7 +282,7 @@ def value_error(pred: Any, target: Any, *, reduction: str = "mean") -> torch.Ten
 
     ``e_i = |pred_i - target_i|^2`` for ``pred``, ``target``: ``[..., N, d_v]``
     (broadcast). ``reduction="mean"`` returns the mean over memories and every leading
-    dimension (a scalar: the ``value_error`` of DESIGN.md / SCIENCE.md 3.1),
+    dimension (a scalar: the ``value_error`` of docs/architecture.md / docs/science.md 3.1),
     ``"none"`` returns ``e`` of shape ``[..., N]``.
     """
     p, t = _pair(pred, target)

@@ -1,4 +1,4 @@
-"""Tests for the hippocampal-index / cortical-value consolidation model (SCIENCE.md 4.10)."""
+"""Tests for the hippocampal-index / cortical-value consolidation model (docs/science.md 4.10)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_without_replay_the_cortex_learns_nothing() -> None:
 @pytest.mark.parametrize("lr", [0.1, 0.3, 1.0])
 def test_replay_is_the_delta_rule_on_the_reinstated_trace(lr: float) -> None:
     """One trace, replayed every night, no decay: the cortical read of its (unit) cue after
-    n nights is exactly ``(1 - (1 - lr)^n) v`` (SCIENCE.md 1.3)."""
+    n nights is exactly ``(1 - (1 - lr)^n) v`` (docs/science.md 1.3)."""
     m, g = _model(replay_prob=1.0, cortical_lr=lr, hippocampal_decay=0.0)
     c, v = unit_patterns((4, 1, 256), g), unit_patterns((4, 1, 64), g)
     m.experience(c, v)

@@ -1,4 +1,4 @@
-"""Tests for kvmem.bio.three_factor (SCIENCE.md 1.3)."""
+"""Tests for kvmem.bio.three_factor (docs/science.md 1.3)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def _reference(
     beta: float,
     gate: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The SCIENCE.md 1.3 rules, one circuit, one item and one slot at a time."""
+    """The docs/science.md 1.3 rules, one circuit, one item and one slot at a time."""
     t_items, d = x.shape
     s = gamma.shape[-1]
     keys = torch.zeros(s, d, dtype=x.dtype)

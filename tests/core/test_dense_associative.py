@@ -1,4 +1,4 @@
-"""Tests for kvmem.core.dense_associative.DenseAssociativeMemory (SCIENCE.md 1.4)."""
+"""Tests for kvmem.core.dense_associative.DenseAssociativeMemory (docs/science.md 1.4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for kvmem.core.hopfield.ClassicalHopfield (SCIENCE.md 1.4)."""
+"""Tests for kvmem.core.hopfield.ClassicalHopfield (docs/science.md 1.4)."""
 
 from __future__ import annotations
 

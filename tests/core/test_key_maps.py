@@ -1,4 +1,4 @@
-"""Key maps built for discrimination (kvmem.core.key_maps; SCIENCE.md 1.5, 1.7, 4 item 4)."""
+"""Key maps built for discrimination (kvmem.core.key_maps; docs/science.md 1.5, 1.7, 4 item 4)."""
 
 from __future__ import annotations
 

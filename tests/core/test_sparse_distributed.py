@@ -1,4 +1,4 @@
-"""Tests for kvmem.core.sparse_distributed.SparseDistributedMemory (SCIENCE.md 1.4)."""
+"""Tests for kvmem.core.sparse_distributed.SparseDistributedMemory (docs/science.md 1.4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Write rules (SCIENCE.md 1.1, 1.3): Hebbian, sequential delta rule, chunked delta rule."""
+"""Write rules (docs/science.md 1.1, 1.3): Hebbian, sequential delta rule, chunked delta rule."""
 
 from __future__ import annotations
 

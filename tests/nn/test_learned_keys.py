@@ -1,4 +1,4 @@
-"""Keys learned by gradient descent (kvmem.nn.learned_keys; SCIENCE.md 1.5, 3.1)."""
+"""Keys learned by gradient descent (kvmem.nn.learned_keys; docs/science.md 1.5, 3.1)."""
 
 from __future__ import annotations
 

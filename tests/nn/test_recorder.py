@@ -1,4 +1,4 @@
-"""SGDRecorder and KeyValueTrace: SGD training as an exact key-value memory (SCIENCE.md 1.6)."""
+"""SGDRecorder and KeyValueTrace: SGD training as an exact key-value memory (science 1.6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Paired-associate lists with a drifting list context, and MMFR scoring (SCIENCE.md 1.7, 4.6).
+"""Paired-associate lists with a drifting list context, and MMFR scoring (docs/science.md 1.7, 4.6).
 
 The A-B / A-C paradigm (Barnes & Underwood 1959): ``P`` stimuli ``A_i`` are paired with
 responses ``B_i`` (list 1), then re-paired with new responses ``C_i`` (list 2). Every

@@ -1,4 +1,4 @@
-"""Continuous-report helpers for the accessibility-versus-precision experiment (SCIENCE.md 4.8).
+"""Continuous-report helpers for accessibility versus precision (docs/science.md 4.8).
 
 - :func:`angle_to_vector` / :func:`vector_to_angle`: a location on a circle stored as a
   value ``v = (cos theta, sin theta)`` and read back with ``atan2``.

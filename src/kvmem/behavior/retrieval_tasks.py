@@ -1,4 +1,4 @@
-"""Analyses shared by the retrieval-failure experiments (SCIENCE.md 4 items 7-9).
+"""Analyses shared by the retrieval-failure experiments (docs/science.md 4 items 7-9).
 
 - :func:`auc` and :func:`goodman_kruskal_gamma`: how well a graded judgement (a
   feeling of knowing) predicts a binary outcome (later recognition), by ranks (the

@@ -1,10 +1,10 @@
-"""The temporal context model of free recall as a key-value memory (SCIENCE.md 1.7, 4 item 12).
+"""The temporal context model of free recall as a key-value memory (docs/science.md 1.7, 4 item 12).
 
 A drifting *context* vector is the key, the studied *item* the value (Howard & Kahana 2002,
 TCM; Polyn, Norman & Kahana 2009, CMR without its semantic and source parts). Items are
 one-hot features ``f_i`` (``L`` units for a list of ``L`` words); context has ``L + 1``
 units (unit 0 marks the start of the list, unit ``i + 1`` is item ``i``'s pre-experimental
-context). Two :class:`kvmem.MatrixMemory` hold the associations (SCIENCE.md 1.1,
+context). Two :class:`kvmem.MatrixMemory` hold the associations (docs/science.md 1.1,
 ``v_hat = q M``, Hebbian write ``M <- M + eta k^T v``):
 
 - item -> context ``M^FC`` (key ``f``, value ``c``, ``[L, L + 1]``), pre-experimental part

@@ -1,4 +1,4 @@
-"""Circuit-level memory models with local plasticity (SCIENCE.md 1.3, 2)."""
+"""Circuit-level memory models with local plasticity (docs/science.md 1.3, 2)."""
 
 from kvmem.bio.consolidation import Consolidation
 from kvmem.bio.three_factor import ThreeFactorSlotMemory

@@ -1,5 +1,5 @@
 """Systems consolidation: a hippocampal index over cortical values, trained into cortex by
-replay (SCIENCE.md 4 item 10).
+replay (docs/science.md 4 item 10).
 
 The key-value reading of the hippocampus (Gershman, Fiete & Irie 2025) puts the *keys* of
 episodic memories in the hippocampus and their *values* in neocortex. A new experience is
@@ -15,14 +15,14 @@ pattern-separated code of the cue, ``k = kWTA(c R)`` (a fixed random expansion `
 units active, binary and unit length: :class:`kvmem.core.key_maps.ExpansionKWTAKeys`,
 dentate-gyrus-like); its value reinstates the cortical pattern ``(c, v)`` (the index
 points at cortex). Each trace has a strength ``g`` that starts at 1 and decays as
-``g <- g exp(-hippocampal_decay)`` each day. Read (SCIENCE.md 1.2, dot similarity, max
+``g <- g exp(-hippocampal_decay)`` each day. Read (docs/science.md 1.2, dot similarity, max
 separation, :class:`kvmem.core.SlotMemory`): the best-matching slot
 ``n* = argmax_n k(q) . k_n`` wins, and completes its pattern only if the match reaches the
 criterion ``match_threshold`` (the fraction of shared active units); then
 ``v_hip = g_{n*} v_{n*}``, else ``v_hip = 0``.
 
 **Cortex: a slow learner.** A linear map ``M`` ``[d_cortex, d_value]`` from the cue
-straight to the value (:class:`kvmem.core.MatrixMemory`, delta rule, SCIENCE.md 1.3),
+straight to the value (:class:`kvmem.core.MatrixMemory`, delta rule, docs/science.md 1.3),
 trained *only* by hippocampal replay: each night every hippocampal trace is reinstated with
 probability ``p_replay = replay_prob`` and the cortex takes one delta-rule step on it, in
 slot order,

@@ -1,4 +1,4 @@
-"""The three-factor slot memory circuit (SCIENCE.md 1.3; paper Figure 1 right).
+"""The three-factor slot memory circuit (docs/science.md 1.3; paper Figure 1 right).
 
 Tyulmankov, Fang, Vadaparty & Yang (2021), "Biological learning in key-value memory
 networks". A two-layer circuit: input ``x`` (d units) -> S hidden *slots* -> output
@@ -32,7 +32,7 @@ which is what the capacity protocol assumes (one-hot sequential selection fills 
 input at write time, computed *after* the key write, ``a = sigma(beta K x)``; the selected
 slot then already matches ``x``, so ``a_i`` is close to 1 for a single selected slot with a
 large ``beta``, and the value is shared out when several slots are selected at once (each
-gets ``a_i`` ~ 1 / (number selected)). Both rules are the Hebbian rule of SCIENCE.md 1.3;
+gets ``a_i`` ~ 1 / (number selected)). Both rules are the Hebbian rule of docs/science.md 1.3;
 they differ only in what drives the postsynaptic slot during storage.
 
 **Computation.** With full learning rates and the selector gate each slot's final content is
@@ -86,7 +86,7 @@ def _check_rate(value: Any, name: str) -> float:
 
 
 class ThreeFactorSlotMemory:
-    """Key-value slot memory written by three-factor local plasticity (SCIENCE.md 1.3).
+    """Key-value slot memory written by three-factor local plasticity (docs/science.md 1.3).
 
     State: keys ``K [..., S, d]``, values ``V [..., S, d_v]`` (leading dims = independent
     circuits, e.g. seeds x loads), ``n_stored [...]`` (items stored so far: the sequential
@@ -323,7 +323,7 @@ class ThreeFactorSlotMemory:
         return self.separation(self.scores(x))
 
     def read(self, x: Any) -> torch.Tensor:
-        """Retrieved value ``v_hat = a V``: ``x [..., Q, d] -> [..., Q, d_v]`` (SCIENCE.md 1.3)."""
+        """Retrieved value ``v_hat = a V``: ``x [..., Q, d] -> [..., Q, d_v]`` (science 1.3)."""
         a = self.activity(x)
         assert self.values is not None
         return a @ self.values

@@ -1,4 +1,4 @@
-"""The mathematics of memory as plain, batched tensor code (SCIENCE.md 1).
+"""The mathematics of memory as plain, batched tensor code (docs/science.md 1).
 
 Names are imported lazily so ``import kvmem.core`` stays cheap.
 """

@@ -1,4 +1,4 @@
-"""Dense associative memory (Krotov & Hopfield 2016; Demircigil et al. 2017), SCIENCE.md 1.4.
+"""Dense associative memory (Krotov & Hopfield 2016; Demircigil et al. 2017), docs/science.md 1.4.
 
 Energy over +-1 states s, with stored +-1 patterns xi_mu (rows of X ``[..., P, N]``):
 
@@ -6,7 +6,7 @@ Energy over +-1 states s, with stored +-1 patterns xi_mu (rows of X ``[..., P, N
 
 F(x) = x^n ("polynomial"), max(x, 0)^n ("rectified_polynomial"), or exp(beta x)
 ("exponential"). Capacity grows like N^(n-1) for the polynomials and exponentially in N
-for the exponential (SCIENCE.md 1.4). Each unit moves to whichever of its two states has
+for the exponential (docs/science.md 1.4). Each unit moves to whichever of its two states has
 the lower energy:
 
     s_i <- sign( sum_mu [ F(xi_mu,i + sum_{j != i} xi_mu,j s_j)
@@ -60,7 +60,7 @@ INTERACTIONS: tuple[str, ...] = ("polynomial", "rectified_polynomial", "exponent
 
 
 class DenseAssociativeMemory(_StoredPatterns):
-    """Dense associative memory with +-1 units (SCIENCE.md 1.4, module docstring).
+    """Dense associative memory with +-1 units (docs/science.md 1.4, module docstring).
 
     Patterns ``[..., P, N]`` (+-1; leading dims = independent networks), optional
     ``mask [..., P]`` for padded loads; cues ``[..., Q, N]`` (read by sign, 0 = unknown).

@@ -1,9 +1,9 @@
-"""Classical Hopfield network: Hebbian weights, +-1 units, sign dynamics (SCIENCE.md 1.4).
+"""Classical Hopfield network: Hebbian weights, +-1 units, sign dynamics (docs/science.md 1.4).
 
 The autoassociative baseline the paper argues against: the stored pattern is both the
 thing that is matched (the key) and the thing that comes back (the value).
 
-Shapes (row vectors, SCIENCE.md conventions):
+Shapes (row vectors, docs/science.md conventions):
 
 - patterns ``[..., P, N]``: P patterns of N units per network; the leading dimensions
   index *independent networks* (e.g. seeds x loads), so a whole capacity sweep is one
@@ -288,7 +288,7 @@ class _StoredPatterns:
 
 
 class ClassicalHopfield:
-    """Classical Hopfield network with Hebbian weights (SCIENCE.md 1.4).
+    """Classical Hopfield network with Hebbian weights (docs/science.md 1.4).
 
     Storage (Hebbian outer product over the stored patterns of each network):
 
@@ -426,7 +426,7 @@ class ClassicalHopfield:
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Run sign dynamics from ``cues [..., Q, N]``; returns final states ``[..., Q, N]``.
 
-        Each unit: s_i <- sign(sum_j W_ij s_j) (SCIENCE.md 1.4), ties as in the class
+        Each unit: s_i <- sign(sum_j W_ij s_j) (docs/science.md 1.4), ties as in the class
         docstring. Stops when every network/cue reached a fixed point (an update or sweep
         that changed nothing) or after ``max_steps``. Output batch shape is the broadcast of
         the cues' and the networks' leading dims; dtype and device are the memory's.

@@ -1,12 +1,13 @@
-"""Key representations built for discrimination: maps from an item to its key (SCIENCE.md 1.5, 1.7).
+"""Key representations built for discrimination: item -> key maps (docs/science.md 1.5, 1.7).
 
-A key-value memory stores two representations per memory (SCIENCE.md, thesis): the value is
-the item itself (fidelity), the *key* is a separate code shaped so that the right memory can
-be found among similar ones (discriminability). This module holds fixed or closed-form key
-maps ``phi: R^D -> R^{d_k}``; a memory stores ``(phi(x_n), x_n)`` and a query ``q`` is
-matched through the same map, ``S(phi(q), phi(x_n))``, so a corrupted cue is mapped exactly
-like the items were. Keys learned by gradient descent live in :mod:`kvmem.nn.learned_keys`
-(core holds no training loops); they are applied through :class:`LinearKeys`.
+A key-value memory stores two representations per memory (docs/science.md, "The argument in
+brief"): the value is the item itself (fidelity), the *key* is a separate code shaped so
+that the right memory can be found among similar ones (discriminability). This module holds
+fixed or closed-form key maps ``phi: R^D -> R^{d_k}``; a memory stores ``(phi(x_n), x_n)``
+and a query ``q`` is matched through the same map, ``S(phi(q), phi(x_n))``, so a corrupted
+cue is mapped exactly like the items were. Keys learned by gradient descent live in
+:mod:`kvmem.nn.learned_keys` (core holds no training loops); they are applied through
+:class:`LinearKeys`.
 
 | class | key ``phi(x)`` | fitted on the items |
 |---|---|---|
@@ -374,7 +375,7 @@ class LinearKeys(KeyMap):
 
     ``weight``: ``[..., D, d_k]``; ``mean``: ``[..., D]`` or ``None`` (no centring). The
     leading dimensions index independent memories, as elsewhere. This is how keys learned
-    by gradient descent (:mod:`kvmem.nn.learned_keys`, SCIENCE.md 1.5: ``k = x W_k``) are
+    by gradient descent (:mod:`kvmem.nn.learned_keys`, docs/science.md 1.5: ``k = x W_k``) are
     applied; ``fit`` checks the items' dimension and learns nothing.
     """
 

@@ -3,7 +3,7 @@
 The contrast to a key-value memory (the seed review's second contrast): in predictive
 processing nothing is stored per episode; a generative model is learned from the
 episodes, and recall *reconstructs* the missing part of a cue from the model by inferring
-its latent cause. Row vectors, as in SCIENCE.md: an observation ``x [D]``, a latent
+its latent cause. Row vectors, as in docs/science.md: an observation ``x [D]``, a latent
 ``z [k]``, weights ``W [k, D]``:
 
     x = z W + mu + eps,      z ~ N(0, I_k),      eps ~ N(0, sigma^2 I_D).

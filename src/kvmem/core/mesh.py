@@ -1,4 +1,4 @@
-"""MESH: key-value memory on a fixed scaffold (Sharma, Chandra & Fiete 2022; SCIENCE.md 1.7).
+"""MESH: key-value memory on a fixed scaffold (Sharma, Chandra & Fiete 2022; docs/science.md 1.7).
 
 Memory Scaffold with Heteroassociation. The keys are not learned: a fixed *scaffold*
 supplies well-separated internal states, and only the maps between the scaffold and the

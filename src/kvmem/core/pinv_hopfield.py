@@ -1,4 +1,4 @@
-"""The pseudo-inverse (projection) rule and the pseudo-inverse Hopfield net (SCIENCE.md 1.4).
+"""The pseudo-inverse (projection) rule and the pseudo-inverse Hopfield net (docs/science.md 1.4).
 
 Two things live here:
 

@@ -1,11 +1,11 @@
-"""Sparse distributed memory (Kanerva 1988), SCIENCE.md 1.4 and 1.7.
+"""Sparse distributed memory (Kanerva 1988), docs/science.md 1.4 and 1.7.
 
 M fixed random *hard locations*, each with an address a_m in {-1, +1}^{N_a} (drawn once
 from ``seed``; +-1 rather than Kanerva's {0, 1} so Hamming distance is a dot product)
 and a vector of integer counters c_m in Z^{N_d}.
 
 - A location is active for address x if Hamming(a_m, x) <= r, i.e. a_m . x >= N_a - 2r
-  (the threshold separation operator of SCIENCE.md 1.2 on a dot-product similarity).
+  (the threshold separation operator of docs/science.md 1.2 on a dot-product similarity).
 - Write (x, d), d in {-1, +1}^{N_d}: c_m <- c_m + d for every active location.
 - Read at x: sum the counters of the active locations and threshold,
   d_hat = sign(sum_{m active} c_m), with ties (a zero sum, including no active
@@ -91,7 +91,7 @@ def _as_counter_dtype(dtype: torch.dtype | str) -> torch.dtype:
 
 
 class SparseDistributedMemory:
-    """Kanerva's sparse distributed memory (module docstring; SCIENCE.md 1.4).
+    """Kanerva's sparse distributed memory (module docstring; docs/science.md 1.4).
 
     Args:
         address_dim: N_a, bits per address.
@@ -190,7 +190,7 @@ class SparseDistributedMemory:
     def write(self, addresses: Any, data: Any = None, mask: Any = None) -> SparseDistributedMemory:
         """Write ``data [..., P, N_d]`` at ``addresses [..., P, N_a]`` (all +-1); returns self.
 
-        c_m += sum_p mask_p [a_m within r of x_p] d_p for every location m (SCIENCE.md 1.4),
+        c_m += sum_p mask_p [a_m within r of x_p] d_p for every location m (docs/science.md 1.4),
         as one product over the batch. ``data=None`` writes the addresses themselves
         (autoassociative memories only). ``mask [..., P]`` (bool) drops padded rows. The
         batch shape (leading dims) must match earlier writes.

@@ -1,5 +1,5 @@
 """Vector-HaSH: a key-value memory on a grid-cell scaffold (Chandra, Sharma, Chaudhuri & Fiete,
-Nature 2025; SCIENCE.md 1.7).
+Nature 2025; docs/science.md 1.7).
 
 Vector Hippocampal Scaffolded Heteroassociative memory. The scaffold is a set of grid
 modules: module m has period ``lambda_m`` and, in ``dims`` = 2 dimensions, ``lambda_m^2``

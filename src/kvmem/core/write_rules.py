@@ -1,11 +1,11 @@
-"""Write rules of the primal (weight) memory as batched functions (SCIENCE.md 1.1, 1.3).
+"""Write rules of the primal (weight) memory as batched functions (docs/science.md 1.1, 1.3).
 
 Every function works on row vectors, as in the paper: a memory matrix ``M`` is
 ``[..., d_k, d_v]``, keys ``[..., N, d_k]``, values ``[..., N, d_v]``; leading dimensions
 broadcast. Learning rates ``lr`` (eta) and decays (lambda) are a scalar or one number per
 item ``[..., N]``.
 
-All rules share one dual form (SCIENCE.md 1.2, 1.3). With
+All rules share one dual form (docs/science.md 1.2, 1.3). With
 ``Gamma_n = prod_{m > n} lambda_m`` (the decay an item sees *after* it was written),
 
     M_N = (prod_n lambda_n) M_0 + sum_n Gamma_n k_n^T u_n,
@@ -102,7 +102,7 @@ def later_decay(decay: Rate, n: int) -> torch.Tensor:
     ``decay`` is a number, a 0-d tensor or ``[..., N]``; returns ``[..., N]`` (``[N]``
     for a scalar, float64 for a Python number: ``lambda ** (N - 1 - n)``). Computed with
     a reversed cumulative product, so a zero decay (full erasure) is exact (no division,
-    no logarithm). SCIENCE.md 1.3.
+    no logarithm). docs/science.md 1.3.
     """
     d = torch.as_tensor(decay, dtype=None if torch.is_tensor(decay) else torch.float64)
     if d.ndim == 0:
@@ -178,7 +178,7 @@ def hebbian_dual_values(
 
     ``Gamma_n = prod_{m > n} lambda_m`` (1 without decay). Writing these values with
     ``lr = 1`` and no decay gives the same matrix as writing ``values`` with ``lr`` and
-    ``decay`` (apart from the decay of ``M_0``). SCIENCE.md 1.1-1.3.
+    ``decay`` (apart from the decay of ``M_0``). docs/science.md 1.1-1.3.
     """
     lr_t = as_rate(lr, values, "lr")
     dec = as_rate(decay, values, "decay")
@@ -196,7 +196,7 @@ def hebbian_write(
     lr: Rate = 1.0,
     decay: Rate | None = None,
 ) -> torch.Tensor:
-    """Hebbian (outer-product) write of N pairs at once (SCIENCE.md 1.1, 1.3).
+    """Hebbian (outer-product) write of N pairs at once (docs/science.md 1.1, 1.3).
 
     Shapes: ``M [..., d_k, d_v]``, ``keys [..., N, d_k]``, ``values [..., N, d_v]``,
     ``lr`` and ``decay`` scalar or ``[..., N]``; returns ``[..., d_k, d_v]``
@@ -237,7 +237,7 @@ def delta_write_sequential(
     lr: Rate = 1.0,
     decay: Rate | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Delta-rule write, step by step: the reference recurrence (SCIENCE.md 1.3).
+    """Delta-rule write, step by step: the reference recurrence (docs/science.md 1.3).
 
     Shapes: ``M [..., d_k, d_v]``, ``keys [..., N, d_k]``, ``values [..., N, d_v]``,
     ``lr`` (eta) and ``decay`` (lambda, in [0, 1]) scalar or ``[..., N]``. Each step first
@@ -299,7 +299,7 @@ def delta_write_chunked(
     decay: Rate | None = None,
     chunk_size: int = 64,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Delta-rule write, chunkwise parallel (WY / UT representation; SCIENCE.md 1.3).
+    """Delta-rule write, chunkwise parallel (WY / UT representation; docs/science.md 1.3).
 
     Same recurrence, arguments and outputs as ``delta_write_sequential`` (``(M_N, u)``,
     with ``u_n = eta_n (v_n - lambda_n k_n M_{n-1})``), decay included. Split the items

@@ -3,7 +3,7 @@
 Two files live in ``kvmem/data/files`` (provenance in ``shared/data/README.md``):
 
 - ``mnist01_fashion23.npz``: the two tasks of the paper's forgetting simulation
-  (SCIENCE.md 3.2): MNIST digits 0/1 and Fashion-MNIST classes 2/3, uint8 pixels, in the
+  (docs/science.md 3.2): MNIST digits 0/1 and Fashion-MNIST classes 2/3, uint8 pixels, in the
   order of the original files.
 - ``mnist_test10k.npz``: the 10,000 MNIST test images and labels.
 
@@ -144,7 +144,7 @@ def load_mnist_test10k() -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class Tasks:
-    """The two class-incremental tasks of the forgetting simulation (SCIENCE.md 3.2).
+    """The two class-incremental tasks of the forgetting simulation (docs/science.md 3.2).
 
     Images are float32 tensors ``[N, 784]`` with pixels in [0, 1] (``uint8 / 255``, exactly
     what torchvision's ``ToTensor`` gives); labels are int64 tensors ``[N]``. Task 1 is MNIST
@@ -247,7 +247,7 @@ def _read_dataset(root: Path, key: str) -> tuple[tuple[np.ndarray, np.ndarray], 
 
 
 def load_forgetting_tasks(data_dir: str | os.PathLike[str] | None = None) -> Tasks:
-    """The two tasks of the forgetting simulation (SCIENCE.md 3.2) as float tensors.
+    """The two tasks of the forgetting simulation (docs/science.md 3.2) as float tensors.
 
     With ``data_dir=None`` (default) they come from the bundled ``mnist01_fashion23.npz``.
     Otherwise ``data_dir`` is a folder holding the original IDX files of both datasets,

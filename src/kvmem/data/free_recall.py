@@ -89,7 +89,8 @@ def recall_matrix(raw: pd.DataFrame, list_length: int) -> tuple[np.ndarray, np.n
     """
     study = raw[raw.trial_type == "study"]
     rec = raw[raw.trial_type == "recall"].sort_values(["list", "position"], kind="stable")
-    lookup = dict(zip(zip(study["list"], study["item"]), study["position"], strict=True))
+    pairs = zip(study["list"], study["item"], strict=True)
+    lookup = dict(zip(pairs, study["position"], strict=True))
     lists = pd.unique(study["list"])
     index = {lst: i for i, lst in enumerate(lists)}
     subjects = study.groupby("list", sort=False)["subject"].first().loc[lists].to_numpy()

@@ -1,4 +1,4 @@
-"""Synthetic patterns and corruptions for memory experiments (SCIENCE.md 1.4, 4).
+"""Synthetic patterns and corruptions for memory experiments (docs/science.md 1.4, 4).
 
 Generators return ``torch`` tensors of shape ``[*batch_shape, P, N]`` (``P`` patterns of
 ``N`` units, any leading batch dimensions, e.g. seeds x loads), so one call builds the
@@ -101,7 +101,7 @@ def random_patterns(
     """Random +-1 patterns, each unit independently +1 or -1 with probability 1/2.
 
     Returns ``[*batch_shape, n_patterns, n_units]``: the standard load for a classical
-    Hopfield network (SCIENCE.md 1.4) and for the capacity protocol (SCIENCE.md 4 item 1).
+    Hopfield network (docs/science.md 1.4) and for the capacity protocol (docs/science.md 4 item 1).
     """
     check_int_at_least(n_patterns, 0, "n_patterns")
     check_int_at_least(n_units, 1, "n_units")
@@ -129,7 +129,7 @@ def sparse_patterns(
     ``sparsity``; with ``exact=True`` every pattern has exactly
     ``round(sparsity * n_units)`` active units (a random subset). Returns
     ``[*batch_shape, n_patterns, n_units]``. Sparse codes are the hippocampal-style,
-    pattern-separated keys of SCIENCE.md (thesis point 2; 4 item 4).
+    pattern-separated keys of docs/science.md (thesis point 2; 4 item 4).
     """
     check_int_at_least(n_patterns, 0, "n_patterns")
     check_int_at_least(n_units, 1, "n_units")
@@ -234,7 +234,7 @@ def mask_fraction(
     ``x``: ``[..., N]``. With ``exact=True`` (default) exactly ``round(frac * N)`` entries
     per row are zeroed (a random subset); otherwise each entry independently with
     probability ``frac``. For +-1 patterns a zero is an unknown bit: this is the partial
-    cue of the Tyulmankov et al. capacity protocol (``frac = 0.6``, SCIENCE.md 4 item 1).
+    cue of the Tyulmankov et al. capacity protocol (``frac = 0.6``, docs/science.md 4 item 1).
     """
     x = as_float_tensor(x, "x", allow_integer=True)
     f = _check_fraction(frac, "frac")

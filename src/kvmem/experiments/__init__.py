@@ -13,7 +13,7 @@ from kvmem.experiments.base import ConfigError
 __all__ = ["REGISTRY", "GROUPS", "PAPER", "BEYOND", "get", "group_of", "names"]
 
 REGISTRY: dict[str, str] = {
-    # the paper's simulations (SCIENCE.md 3)
+    # the paper's simulations (docs/science.md 3)
     "kv-optimization": "kvmem.experiments.paper.kv_optimization",
     "forgetting": "kvmem.experiments.paper.forgetting",
     # how much a memory holds and how well it reads

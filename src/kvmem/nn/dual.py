@@ -1,6 +1,6 @@
 """The key-value memory that plain SGD writes, as an object you can query and edit.
 
-SCIENCE.md 1.6 (Irie, Csordas & Schmidhuber 2022): a linear layer ``y = x W^T + b``
+docs/science.md 1.6 (Irie, Csordas & Schmidhuber 2022): a linear layer ``y = x W^T + b``
 (PyTorch layout, ``W`` is ``[out, in]``) trained by plain SGD from ``W_0`` holds
 
     W = W_0 + sum_n v_n^T k_n,      b = b_0 + sum_n v_n * 1,
@@ -87,7 +87,7 @@ class DatasetRef:
 
 @dataclass
 class LayerPairs:
-    """All pairs one ``nn.Linear`` layer received, N of them (SCIENCE.md 1.6).
+    """All pairs one ``nn.Linear`` layer received, N of them (docs/science.md 1.6).
 
     - ``grad [N, out]``: dL/dy for each example (loss reduction folded in), layer dtype;
     - ``value_scale [N]`` float64: signed step size applied to the pair, so the value is
@@ -499,7 +499,7 @@ class KeyValueTrace:
 
         Pairs are selected by ``filters`` in the layers ``layer`` (all when ``None``);
         ``include_initial`` also multiplies those layers' initial weights (the published
-        Figure 3 manipulation scales ``W_0`` too, SCIENCE.md 3.2). Scales compose
+        Figure 3 manipulation scales ``W_0`` too, docs/science.md 3.2). Scales compose
         multiplicatively. ``beta = 0`` deletes.
         """
         beta = float(beta)

@@ -1,10 +1,10 @@
-"""Keys learned by gradient descent to make items discriminable (SCIENCE.md 1.5, 3.1).
+"""Keys learned by gradient descent to make items discriminable (docs/science.md 1.5, 3.1).
 
-The paper's Figure 2 (SCIENCE.md 3.1) optimises a free key per memory so that softmax over
+The paper's Figure 2 (docs/science.md 3.1) optimises a free key per memory so that softmax over
 key-query scores picks the right memory. Free keys cannot key a *new* query, though: a
 corrupted cue must go through the same map as the items. So here the learned object is a
 linear key map ``phi(x) = normalize((x - mu) W)``, ``W`` ``[D, d_k]`` (a slowly learned
-projection ``k = x W_k``, SCIENCE.md 1.5), trained so that a corrupted copy of item ``i``
+projection ``k = x W_k``, docs/science.md 1.5), trained so that a corrupted copy of item ``i``
 retrieves item ``i`` among the training items:
 
     L(W) = -1/N sum_i log softmax_j( beta * phi(q_i) . phi(x_j) )_i,   q_i = corrupt(x_i)

@@ -1,4 +1,4 @@
-"""Record plain-SGD training as the key-value pairs it writes (SCIENCE.md 1.6).
+"""Record plain-SGD training as the key-value pairs it writes (docs/science.md 1.6).
 
 Every ``nn.Linear`` layer ``y = x W^T + b`` trained by plain SGD from ``W_0`` satisfies
 
@@ -77,7 +77,7 @@ class RecordingError(RuntimeError):
 
 
 _IDENTITY = (
-    "the dual form W = W0 + sum_n x_n^T e_n with e_n = -lr * dL/dy_n (SCIENCE.md 1.6) holds "
+    "the dual form W = W0 + sum_n x_n^T e_n with e_n = -lr * dL/dy_n (docs/science.md 1.6) holds "
     "only when every step adds exactly -lr x (this step's gradient) to the weights"
 )
 _FIX = (
@@ -293,7 +293,7 @@ class _Context:
 
 class SGDRecorder:
     """Record every key-value pair that plain SGD writes into the ``nn.Linear`` layers of
-    ``model`` (SCIENCE.md 1.6).
+    ``model`` (docs/science.md 1.6).
 
     Args:
         model: the network; its current weights are ``W_0`` (snapshot when attached).

@@ -1,4 +1,4 @@
-"""Tests for the capacity experiment (SCIENCE.md 4 item 1)."""
+"""Tests for the capacity experiment (docs/science.md 4 item 1)."""
 
 from __future__ import annotations
 

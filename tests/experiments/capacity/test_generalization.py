@@ -1,4 +1,4 @@
-"""Tests for the generalization experiment (SCIENCE.md 4 item 3)."""
+"""Tests for the generalization experiment (docs/science.md 4 item 3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Keys versus values on MNIST (kvmem.experiments.capacity.keys_vs_values; SCIENCE.md 4 item 4)."""
+"""Keys versus values on MNIST (experiments.capacity.keys_vs_values; docs/science.md 4 item 4)."""
 
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ def test_most_methods_succeed_on_noisy_cues_of_few_images(quick_result: Result) 
 
 
 def test_experiment_reads_agree_with_slot_memory(quick_result: Result, images) -> None:
-    """Recompute two curves point by point with SlotMemory (dual form, SCIENCE.md 1.2)."""
+    """Recompute two curves point by point with SlotMemory (dual form, docs/science.md 1.2)."""
     cfg = kvv.quick(kvv.Config())
     n = 50
     i = cfg.n_stored.index(n)

@@ -1,4 +1,4 @@
-"""Tests for the robustness experiment (SCIENCE.md 4 item 2)."""
+"""Tests for the robustness experiment (docs/science.md 4 item 2)."""
 
 from __future__ import annotations
 

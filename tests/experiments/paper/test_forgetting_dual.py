@@ -1,4 +1,4 @@
-"""Figure 3 through the recorded SGD memory (SCIENCE.md 3.2, 1.6)."""
+"""Figure 3 through the recorded SGD memory (docs/science.md 3.2, 1.6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Capacity and the memory cliff (SCIENCE.md 4 item 1; Tyulmankov et al. 2021 protocol).
+"""Capacity and the memory cliff (docs/science.md 4 item 1; Tyulmankov et al. 2021 protocol).
 
 Task. P random +-1 patterns of N units are stored; each stored pattern is then queried by
 itself with 60 % of its entries set to 0 (unknown); the bit accuracy of a read is the
@@ -27,7 +27,7 @@ fitted slope is the mean of the 50 replicate slopes, and ``capacity_slope_<model
 the Student-t 95 % interval of that mean (:func:`kvmem.metrics.mean_ci`; replicate curves
 are independent networks). Per-N capacities are reported with their intervals as series.
 
-Published (SCIENCE.md 4 item 1, read from the paper's text): classical Hopfield ~0.14 N;
+Published (docs/science.md 4 item 1, read from the paper's text): classical Hopfield ~0.14 N;
 key-value memory with one slot per item, sequential slot choice, ~1.0 N; random slot
 choice with p = 0.1, ~0.16 N.
 
@@ -74,13 +74,13 @@ Models (one batched call per model and search step or load block; no loop over n
 patterns or trials):
 
 - ``hopfield``: classical Hopfield network, Hebbian weights, sign dynamics to a fixed point
-  (SCIENCE.md 1.4; ``ClassicalHopfield``);
+  (docs/science.md 1.4; ``ClassicalHopfield``);
 - ``kv_sequential``: three-factor slot memory with S = N slots and sequential (least
-  recently used) slot choice (SCIENCE.md 1.3; ``ThreeFactorSlotMemory``);
+  recently used) slot choice (docs/science.md 1.3; ``ThreeFactorSlotMemory``);
 - ``kv_random``: the same with each slot selected with probability p = 0.1;
 - ``kv_random_4_over_n``: the same with p = 4 / N (equal to 0.1 at N = 40);
-- ``modern_hopfield``: xi <- softmax(beta xi X^T) X (SCIENCE.md 1.4; ``ModernHopfield``);
-- ``dense_n3``: dense associative memory with F(x) = x^3 (SCIENCE.md 1.4;
+- ``modern_hopfield``: xi <- softmax(beta xi X^T) X (docs/science.md 1.4; ``ModernHopfield``);
+- ``dense_n3``: dense associative memory with F(x) = x^3 (docs/science.md 1.4;
   ``DenseAssociativeMemory``, synchronous updates).
 
 For the slot memories the item is its own key and value (``K_i = V_i = x`` in the slot it
@@ -162,7 +162,7 @@ DESCRIPTION = (
     "dense associative memory"
 )
 
-_SOURCE = "Tyulmankov et al. 2021 (SCIENCE.md 4 item 1), slope of capacity vs N"
+_SOURCE = "Tyulmankov et al. 2021 (docs/science.md 4 item 1), slope of capacity vs N"
 #: Published capacities as a slope of capacity against N (search protocol). They are
 #: approximate ("~0.14 N"), so the report accepts +-0.02 N (the third entry); "~1.0 N" is
 #: printed to one decimal, so +-0.05 N there.
@@ -219,7 +219,7 @@ def default_loads(n_units: int) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class Config:
-    """Capacity protocol (SCIENCE.md 4 item 1); defaults are Tyulmankov et al.'s.
+    """Capacity protocol (docs/science.md 4 item 1); defaults are Tyulmankov et al.'s.
 
     ``protocol``: ``"search"`` (published: per-network doubling + bisection at each N of
     ``sizes``, ``n_seeds`` networks per size, loads up to ``max_load_factor * N``, slope by
@@ -979,7 +979,7 @@ def _last_accuracy(r: Result) -> float:
     return s[key][-1] if key in s else s["accuracy_kv_sequential"][-1]
 
 
-#: The capacity claims of SCIENCE.md 4 item 1, checked on every run.
+#: The capacity claims of docs/science.md 4 item 1, checked on every run.
 CLAIMS: tuple[Claim, ...] = (
     Claim(
         "classical Hopfield capacity lies between 0.10 N and 0.20 N (published ~0.14 N)",

@@ -1,11 +1,11 @@
-"""Generalisation by blending: queries between stored keys (SCIENCE.md 4 item 3).
+"""Generalisation by blending: queries between stored keys (docs/science.md 4 item 3).
 
 Keys are points of a smooth 1-D input space, ``k_n ~ U[0, 1]`` (N = 16 per memory); each
 value is a smooth function of its key, ``v_n = sin(2 pi f k_n)`` (f = 1; optional Gaussian
 noise on the stored values). Queries are new points drawn uniformly *between* the stored
 keys (in ``[min k, max k]``, never a stored key), and each read is compared with the true
 function there. The slot memory uses the negative squared Euclidean similarity
-``S(q, k) = -(q - k)^2`` (SCIENCE.md 1.2), so the separation operator decides how a new
+``S(q, k) = -(q - k)^2`` (docs/science.md 1.2), so the separation operator decides how a new
 input is answered:
 
 - ``softmax`` with inverse temperature beta: ``v_hat(q) = sum_n w_n v_n``,
@@ -69,7 +69,7 @@ DESCRIPTION = (
 
 @dataclass(frozen=True)
 class Config:
-    """Queries between stored keys (SCIENCE.md 4 item 3).
+    """Queries between stored keys (docs/science.md 4 item 3).
 
     ``n_keys`` keys per memory, ``n_trials`` independent memories, ``n_queries`` random
     between-key queries per memory; values ``sin(2 pi frequency k)`` plus Gaussian noise of
@@ -108,7 +108,7 @@ def quick(config: Config) -> Config:
 
 
 def neg_squared_euclidean(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """``S(q, k) = -|q - k|^2``: ``[..., Q, d] x [..., N, d] -> [..., Q, N]`` (SCIENCE.md 1.2).
+    """``S(q, k) = -|q - k|^2``: ``[..., Q, d] x [..., N, d] -> [..., Q, N]`` (docs/science.md 1.2).
 
     With softmax separation the read weights are a normalised Gaussian kernel
     ``exp(-beta |q - k|^2)``, i.e. Nadaraya-Watson regression. Computed from coordinate
@@ -282,7 +282,7 @@ def plot(result: Result) -> Figure:
     return fig
 
 
-#: The generalisation-by-blending claims of SCIENCE.md 4 item 3, checked on every run.
+#: The generalisation-by-blending claims of docs/science.md 4 item 3, checked on every run.
 CLAIMS: tuple[Claim, ...] = (
     Claim(
         "between stored keys, an intermediate softmax beta interpolates better than "

@@ -1,9 +1,9 @@
-"""Keys versus values on real, correlated content: MNIST digits (SCIENCE.md 4 item 4).
+"""Keys versus values on real, correlated content: MNIST digits (docs/science.md 4 item 4).
 
 Question. Classical memories retrieve by similarity between the cue and the stored items
-themselves (key = value = image, SCIENCE.md 1.4). Does a key-value memory whose keys are a
+themselves (key = value = image, docs/science.md 1.4). Does a key-value memory whose keys are a
 *separate* representation built for discrimination (decorrelated, sparse, learned;
-SCIENCE.md 1.5, 1.7) while its values are the original images retrieve correlated images
+docs/science.md 1.5, 1.7) while its values are the original images retrieve correlated images
 better from degraded cues?
 
 Protocol (defaults; every number is a ``Config`` field).
@@ -58,7 +58,7 @@ and on corrupted copies of them that it generates itself, with fresh randomness 
 from a mixture of the three corruption families (each copy gets noise, the mask or
 dropout with probability 1/3, same sigma and fraction as the test). It never sees a stored
 image or a test query; the trained map then keys every memory size (a slowly learned
-projection, fast writes: SCIENCE.md 1.5). ``"stored"``: one map per N and seed, trained
+projection, fast writes: docs/science.md 1.5). ``"stored"``: one map per N and seed, trained
 on the N stored images and their self-generated corrupted copies (the paper-Figure-2
 setting of keys optimised for the stored items). Caveat: the bottom-half mask is
 deterministic, so the learner's masked copy of a stored image *is* that image's test
@@ -804,7 +804,7 @@ def _gap(result: Result, corruption: str) -> float:
     return next(v for k, v in result.metrics.items() if k.startswith(prefix))
 
 
-#: What the numbers show (SCIENCE.md 4 item 4), checked on every run.
+#: What the numbers show (docs/science.md 4 item 4), checked on every run.
 CLAIMS: tuple[Claim, ...] = (
     Claim(
         "masked cues: a separate key representation beats every key = value memory "

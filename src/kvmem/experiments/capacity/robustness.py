@@ -1,6 +1,8 @@
-"""Separability versus robustness: how sharply to select under a noisy cue (SCIENCE.md 4 item 2).
+"""Separability versus robustness: how sharply to select under a noisy cue.
 
-A slot memory (SCIENCE.md 1.2) stores N = 64 random keys (unit-norm Gaussian, d = 32) with
+(docs/science.md 4 item 2.)
+
+A slot memory (docs/science.md 1.2) stores N = 64 random keys (unit-norm Gaussian, d = 32) with
 random values (unit-norm Gaussian, d_v = 32). Each stored key is queried with Gaussian
 noise, ``q = k_i + sigma * eps / sqrt(d)``, ``eps ~ N(0, I)``, so ``sigma`` is the noise
 norm relative to the key norm. The read ``v_hat = sigma_op(K q) V`` (dot similarity) is
@@ -82,7 +84,7 @@ DESCRIPTION = (
 
 @dataclass(frozen=True)
 class Config:
-    """Noisy-cue retrieval (SCIENCE.md 4 item 2).
+    """Noisy-cue retrieval (docs/science.md 4 item 2).
 
     ``n_memories`` keys of dimension ``dim`` (unit-norm Gaussian) with values of dimension
     ``value_dim`` (unit-norm Gaussian); ``n_trials`` independent memories; every stored key
@@ -406,7 +408,7 @@ def plot(result: Result) -> Figure:
     return fig
 
 
-#: The separability-versus-robustness claims of SCIENCE.md 4 item 2, checked on every run.
+#: The separability-versus-robustness claims of docs/science.md 4 item 2, checked on every run.
 CLAIMS: tuple[Claim, ...] = (
     Claim(
         "max separation is exact on clean cues (value error 0 at zero noise)",

@@ -1,4 +1,6 @@
-"""The memory continuum: fixed key scaffolds against the Hopfield cliff (SCIENCE.md 1.7, Box 1).
+"""The memory continuum: fixed key scaffolds against the Hopfield cliff.
+
+(docs/science.md 1.7; the paper's Box 1.)
 
 **The question.** An autoassociative network stores its patterns in the same weights it
 retrieves them with: past a critical load every memory is lost at once (the *memory

@@ -77,7 +77,7 @@ families are small (paired advantage 0.09, 0.10, 0.05 at 2, 4, 8 per family, int
 above 0), but not with many similar episodes: at 32 per family the key-value memory is
 as good or slightly better (1.11 vs 1.14), because its softmax read over many similar
 siblings is itself a blend that estimates the prototype (generalisation by blending,
-SCIENCE.md 4 item 3). So "the generative model generalises better" holds only for small
+docs/science.md 4 item 3). So "the generative model generalises better" holds only for small
 families; the drift to the gist holds throughout.
 """
 

@@ -1,6 +1,6 @@
 """Attractor dynamics as refinement inside value space, not the retrieval engine.
 
-**The claim** (the seed review's first contrast; SCIENCE.md 1.4 against 1.2). In an
+**The claim** (the seed review's first contrast; docs/science.md 1.4 against 1.2). In an
 attractor network the stored pattern is both what comes back and what defines the basin
 it is found in, so making memories richer (more correlated, sharing more content) makes
 their basins merge, and making basins distinct means making the content poorer. A

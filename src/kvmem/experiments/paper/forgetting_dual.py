@@ -1,6 +1,6 @@
 """Paper Figure 3 in dual form: forgetting and reactivation through the recorded SGD memory.
 
-SCIENCE.md 3.2 with 1.6. The weight form (:mod:`kvmem.experiments.paper.forgetting`) trains
+docs/science.md 3.2 with 1.6. The weight form (:mod:`kvmem.experiments.paper.forgetting`) trains
 the two-task network and scales summed weights. Here the same training runs with an
 :class:`kvmem.nn.recorder.SGDRecorder` attached, which records every key-value pair the
 SGD steps write into the four layers (key = layer input of one example, value =

@@ -1,6 +1,6 @@
 """Free recall with a drifting temporal context as the key, fitted to Murdock (1962).
 
-The science (SCIENCE.md 1.7 and 4 item 12). In the temporal context model (TCM, Howard &
+The science (docs/science.md 1.7 and 4 item 12). In the temporal context model (TCM, Howard &
 Kahana 2002; CMR, Polyn, Norman & Kahana 2009) a slowly drifting *context* vector is the
 key of a key-value memory and each studied word is the value: items studied close in time
 get similar keys. The model (:mod:`kvmem.behavior.tcm`) has one-hot items ``f_i`` and a
@@ -30,17 +30,17 @@ Summary of the data, computed with psifr: recall probability at positions 1, 2, 
 
 Protocol. The eleven parameters were fitted once by maximum likelihood to all 1,200 lists
 (every recorded recall sequence, its stop included; intrusions and repeats dropped, as in
-likelihood fits of CMR), with L-BFGS-B (autograd gradients) from 16 random starts (at most 500 iterations each), seed 0
-(:mod:`kvmem.behavior.tcm_fit`), and saved in ``free_recall_params.json`` beside this
-module; a default run uses them, ``--set fit=true`` refits (minutes). The model then
-simulates ``n_seeds`` replicate experiments of 1,200 lists each, and psifr
-(``merge_free_recall``, ``spc``, ``pnr``, ``lag_crp``) computes the serial position curve,
-the probability of first recall and the lag-CRP (lags -5..+5) of model and data alike
-(probabilities 0-1, means over replicates / subjects with 95 % t intervals). The summary
-curves were never fitted: they, and recall at other list lengths
-(``--set list_length=30`` or ``40``, Murdock's 30- and 40-word lists at 1 s per word, with
-the same parameters unchanged), are predictions. For list lengths 30 and 40 the data
-series are empty (those data are not bundled).
+likelihood fits of CMR), with L-BFGS-B (autograd gradients) from 16 random starts (at most
+500 iterations each), seed 0 (:mod:`kvmem.behavior.tcm_fit`), and saved in
+``free_recall_params.json`` beside this module; a default run uses them, ``--set fit=true``
+refits (minutes). The model then simulates ``n_seeds`` replicate experiments of 1,200 lists
+each, and psifr (``merge_free_recall``, ``spc``, ``pnr``, ``lag_crp``) computes the serial
+position curve, the probability of first recall and the lag-CRP (lags -5..+5) of model and
+data alike (probabilities 0-1, means over replicates / subjects with 95 % t intervals). The
+summary curves were never fitted: they, and recall at other list lengths (``--set
+list_length=30`` or ``40``, Murdock's 30- and 40-word lists at 1 s per word, with the same
+parameters unchanged), are predictions. For list lengths 30 and 40 the data series are empty
+(those data are not bundled).
 """
 
 from __future__ import annotations
@@ -313,7 +313,8 @@ CLAIMS: tuple[Claim, ...] = (
         ),
     ),
     Claim(
-        "the maximum-likelihood fit reproduces the serial position curve within RMSE 0.1 (recall probability)",
+        "the maximum-likelihood fit reproduces the serial position curve within RMSE 0.1 "
+        "(recall probability)",
         lambda r: r.metrics["rmse_spc"] < 0.1 if _is20(r) else None,
     ),
     Claim(

@@ -1,4 +1,4 @@
-"""Retroactive interference A-B then A-C: forgetting as losing the match (SCIENCE.md 4.6).
+"""Retroactive interference A-B then A-C: forgetting as losing the match (docs/science.md 4.6).
 
 **The phenomenon.** Subjects learn 8 paired associates A-B to a criterion of one perfect
 trial, then learn A-C: the same stimuli re-paired with new responses, for 1, 5, 10 or 20
@@ -17,7 +17,7 @@ is 100 by definition (criterion).
 **Task machinery** (``kvmem.behavior.paired_associates``). Per simulated subject: 8
 random unit stimulus vectors ``A_i`` (32-d); a list context ``c_t`` (32-d unit vector)
 that drifts from study-test trial to trial, ``c_{t+1} = normalise(rho c_t +
-sqrt(1 - rho^2) e_t)``, continuously across both lists (SCIENCE.md 1.7: context as part
+sqrt(1 - rho^2) e_t)``, continuously across both lists (docs/science.md 1.7: context as part
 of the key); cues and keys bind both, ``k_{i,t} = [A_i, c_t] / sqrt(2)``. Responses are
 one-hot over 16 output units (``B_i``, ``C_i``). MMFR scoring reports, per cue and per
 list, the strongest response of that list; it counts when it is correct and its strength
@@ -420,7 +420,7 @@ def _needs_20(r: Result) -> bool:
     return True
 
 
-#: Claims of SCIENCE.md 4.6, checked on every run (not applicable unless 20 trials ran).
+#: Claims of docs/science.md 4.6, checked on every run (not applicable unless 20 trials ran).
 CLAIMS: tuple[Claim, ...] = (
     Claim(
         "the key-value memory loses the first list gradually and partially, as humans do "

@@ -1,4 +1,4 @@
-"""What fades is access, not content: retrieval probability versus precision (SCIENCE.md 4.8).
+"""What fades is access, not content: retrieval probability versus precision (docs/science.md 4.8).
 
 **The phenomenon.** Berens, Richards & Horner (2020, *Nature Human Behaviour* 4: 866-877, a
 registered report) had people learn word-location associations (each word paired with a
@@ -25,7 +25,7 @@ encoding.
 **Models, on the same pairs, interference and cue noise:**
 
 - ``kv`` (key-value slot memory, ``kvmem.SlotMemory``): key = word bound to the study
-  context, ``k = [w, c_day] / sqrt(2)`` (SCIENCE.md 1.7: context as part of the key), value =
+  context, ``k = [w, c_day] / sqrt(2)`` (docs/science.md 1.7: context as part of the key), value =
   the stored location as ``(cos theta, sin theta)``. The context drifts from day to day
   (``c_{t+1} = normalise(rho_day c_t + sqrt(1 - rho_day^2) e_t)``); the test cue is the word in
   the *test day's* context plus Gaussian noise (sd ``cue_noise`` per unit). Retrieval is a
@@ -366,7 +366,7 @@ def _enough(r: Result) -> bool:
     return True
 
 
-#: Claims of SCIENCE.md 4.8, checked on every run (not applicable with < 20 subjects).
+#: Claims of docs/science.md 4.8, checked on every run (not applicable with < 20 subjects).
 CLAIMS: tuple[Claim, ...] = (
     Claim(
         "kv: retrieval probability falls with delay (drop >= 0.2, 95 % interval above 0)",

@@ -1,6 +1,6 @@
 """Availability versus accessibility: category-cued recall (Tulving & Pearlstone 1966).
 
-**The phenomenon** (SCIENCE.md 4 item 5). Tulving & Pearlstone (1966, J. Verb. Learn.
+**The phenomenon** (docs/science.md 4 item 5). Tulving & Pearlstone (1966, J. Verb. Learn.
 Verb. Behav. 5, 381-391) had high-school students study, on a single trial, lists of
 words drawn from named categories (the category name was given with its words): list
 length 12, 24 or 48 words, with 1, 2 or 4 words per category (9 lists), then recall
@@ -52,7 +52,7 @@ a recovered word is read from its value (nearest category prototype to ``v_i``).
   contrast model.
 
 **Contrast: a similarity-based (autoassociative) memory** (``hopfield``,
-``kvmem.ClassicalHopfield``; SCIENCE.md 1.4) stores the *same* information as one pattern
+``kvmem.ClassicalHopfield``; docs/science.md 1.4) stores the *same* information as one pattern
 per word, ``[u_i, g_c(i), c_t(i), x_i]`` (4 ``dim`` +-1 units, Hebbian, zero diagonal):
 one representation both matched and returned. An attempt starts the network at the cue
 with the unknown blocks random (the sampling noise: different attempts fall into
@@ -61,7 +61,7 @@ studied word nearest the settled content block when their overlap is at least
 ``recall_criterion``. Same cues, same number of attempts, same scoring. Its perfect cue is
 the stored pattern's key blocks, content unknown (zeros). Words of a list share the slowly
 drifting list context and words of a category share their category, so the patterns are
-strongly correlated, and Hebbian superposition merges them (SCIENCE.md 4 item 4); a list
+strongly correlated, and Hebbian superposition merges them (docs/science.md 4 item 4); a list
 of 48 is also beyond the classical capacity (~0.14 x 256 = 36 random patterns). Measured:
 its own cue retrieves about 3-4 % of the words free recall missed on 12-word lists and
 ~0 % on 48-word lists, so in this memory storage itself fails and no cue can help:
@@ -583,7 +583,7 @@ def _deficit_is_categories(r: Result) -> bool:
     return True
 
 
-#: Claims of SCIENCE.md 4 item 5, checked on every run.
+#: Claims of docs/science.md 4 item 5, checked on every run.
 CLAIMS: tuple[Claim, ...] = (
     Claim(
         "key-value memory: cued recall beats free recall on every list",

@@ -1,4 +1,6 @@
-"""Amnesia with the engram intact: natural cues fail, direct reactivation works (SCIENCE.md 4.9).
+"""Amnesia with the engram intact: natural cues fail, direct reactivation works.
+
+(docs/science.md 4.9.)
 
 **The phenomenon.** Ryan, Roy, Pignatelli, Arons & Tonegawa (2015, *Science* 348: 1007-1013)
 tagged the dentate-gyrus cells active during contextual fear conditioning with
@@ -25,7 +27,7 @@ tested for ``n_trials`` test epochs (the fraction of epochs with recall plays th
 freezing time):
 
 - natural recall: cue = the conditioning context plus Gaussian noise (sd ``cue_noise`` per
-  unit), read ``v_hat = softmax(beta q K^T) V`` (SCIENCE.md 1.2);
+  unit), read ``v_hat = softmax(beta q K^T) V`` (docs/science.md 1.2);
 - direct reactivation: in a neutral context (a fresh random cue plus the same noise), light
   drives the tagged slot directly, adding ``stimulation * e * g`` to its score: ``e`` is the
   animal's light efficiency (lognormal, sd ``light_efficiency_sd`` in log units: the fraction
@@ -326,7 +328,7 @@ def _monotone(curve: list[float], slack: float = 3.0) -> bool:
     return all(b >= a - slack for a, b in zip(curve, curve[1:], strict=False))
 
 
-#: Claims of SCIENCE.md 4.9 (Ryan et al. 2015; Roy et al. 2017), checked on every run.
+#: Claims of docs/science.md 4.9 (Ryan et al. 2015; Roy et al. 2017), checked on every run.
 CLAIMS: tuple[Claim, ...] = (
     Claim(
         "natural recall fails after amnesia (control >= 70 %, amnesic <= 30 % of control)",

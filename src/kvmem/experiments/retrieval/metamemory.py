@@ -1,4 +1,4 @@
-"""Feeling of knowing: the key-query match without the value (SCIENCE.md 1.2, 4 item 7).
+"""Feeling of knowing: the key-query match without the value (docs/science.md 1.2, 4 item 7).
 
 **The science.** People who fail to recall an answer can still say, better than chance,
 whether they would recognise it later (Hart 1965, the recall-judgement-recognition
@@ -8,7 +8,7 @@ Metcalfe; an approximate range, not one published number). And making the *cue* 
 without making the answer any more available, inflates FOK (Reder & Ritter 1992;
 Metcalfe, Schwartz & Joaquim 1993). A key-value memory explains both: the pre-separation
 match ``s_n = S(q, k_n)`` between the cue and the stored keys is a signal in its own right,
-available before (and without) a successful value retrieval (SCIENCE.md 1.2). It tracks
+available before (and without) a successful value retrieval (docs/science.md 1.2). It tracks
 how much of the right memory the cue reaches (so it predicts recognition) but also how
 much the cue resembles *any* key (so familiar cues inflate it).
 
@@ -51,7 +51,7 @@ unfamiliar cues, per subject) for familiar minus unfamiliar cues, in percentage 
 ``recall_gain_familiar_cue`` = recall (%) for familiar minus unfamiliar cues.
 
 **Contrast: a similarity-based autoassociative memory** (modern Hopfield network,
-SCIENCE.md 1.4) stores each pair as one pattern ``x = [k; v] / sqrt(dim)`` (the key and
+docs/science.md 1.4) stores each pair as one pattern ``x = [k; v] / sqrt(dim)`` (the key and
 value halves are one representation) and is cued with ``[q; 0] / sqrt(dim)``; it iterates
 ``xi <- softmax(beta xi X^T) X`` to a settled state (``hopfield_steps`` updates, same beta,
 so its first update is the key-value read). It has no match signal separate from retrieval,
@@ -241,7 +241,7 @@ def _kv(mat: dict[str, torch.Tensor], config: Config) -> dict[str, torch.Tensor]
     fok = scores.amax(-1)  # the best match before separation
     out = _outcomes(mem.read(q), fok, mat, config)
     # the cue's best-matching key is its own memory's: a failed recall with the right key
-    # found is a tip-of-the-tongue state (key match, value not produced; SCIENCE.md thesis 3)
+    # found is a tip-of-the-tongue state (key match, value not produced; docs/science.md thesis 3)
     out["key_found"] = scores.argmax(-1) == torch.arange(n)
     return out
 
@@ -433,7 +433,7 @@ def plot(result: Result) -> Figure:
     return fig
 
 
-#: The metamemory claims of SCIENCE.md 4 item 7, checked on every run.
+#: The metamemory claims of docs/science.md 4 item 7, checked on every run.
 CLAIMS: tuple[Claim, ...] = (
     Claim(
         "key-value memory: for cues that fail recall, the pre-separation key match predicts "

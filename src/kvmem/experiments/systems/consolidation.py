@@ -1,5 +1,5 @@
 """Systems consolidation and the Ribot gradient: a hippocampal index over cortical values
-(SCIENCE.md 4 item 10; Kim & Fanselow 1992; Wiltgen & Silva 2007).
+(docs/science.md 4 item 10; Kim & Fanselow 1992; Wiltgen & Silva 2007).
 
 **The phenomenon.** Rats given context-shock pairings and an electrolytic lesion of the
 dorsal hippocampus 1 day later froze very little when put back in the context; lesions
@@ -401,7 +401,7 @@ def _weeks_later(r: Result) -> bool:
     return True
 
 
-#: Claims of SCIENCE.md 4 item 10, checked on every run (those about Kim & Fanselow's delays
+#: Claims of docs/science.md 4 item 10, checked on every run (those about Kim & Fanselow's delays
 #: apply only when all four were simulated).
 CLAIMS: tuple[Claim, ...] = (
     Claim(

@@ -1,5 +1,5 @@
 """Repulsion of similar keys under a discrimination demand, and what happens when the
-demand is removed (SCIENCE.md 4 item 11; Chanales et al. 2017; the paper's prediction).
+demand is removed (docs/science.md 4 item 11; Chanales et al. 2017; the paper's prediction).
 
 **The phenomenon.** Chanales, Oza, Favila & Kuhl (2017, Curr. Biol. 27:2307) had people
 learn routes through a virtual city; pairs of routes overlapped (shared segments). Late in
@@ -11,7 +11,7 @@ that it should reverse when the demand to tell the memories apart is removed. **
 is read from a figure here**: the published result is its sign (overlapping-route
 similarity below non-overlapping-route similarity), drawn in the figure as such.
 
-**Model** (the Figure 2 setting of the paper, SCIENCE.md 3.1, with pairs of highly similar
+**Model** (the Figure 2 setting of the paper, docs/science.md 3.1, with pairs of highly similar
 items). Per simulated subject, ``n_pairs`` pairs of memories; memory ``i`` has a free key
 ``k_i`` (``d_key``) and a free value ``v_i`` (``d_content + 2``). The two memories of a pair
 start with keys and values at cosine ``initial_similarity`` (0.9: highly similar items, as
@@ -435,7 +435,7 @@ def _full(r: Result) -> bool:
     return True
 
 
-#: Claims of SCIENCE.md 4 item 11, checked on every run.
+#: Claims of docs/science.md 4 item 11, checked on every run.
 CLAIMS: tuple[Claim, ...] = (
     Claim(
         "keys of similar memories repel under the demand: their similarity falls from >= 0.8 "
