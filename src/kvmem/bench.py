@@ -1,13 +1,17 @@
 """``python -m kvmem.bench [--json FILE] [--quick]``: throughput of the core memories.
 
 Measures this machine's float32 matmul peak first, then reports GFLOP/s and the fraction of
-that peak for the hot paths of ``kvmem.core`` (SCIENCE.md 1.1-1.3): the Hebbian batch write,
+that peak for the hot paths of ``kvmem.core`` (docs/science.md 1.1-1.3): the Hebbian batch write,
 the primal read ``q M``, the dual ``SlotMemory`` read (identity and softmax separation), a
 chunked softmax read over more memories than one score matrix should hold, the
 chunkwise-parallel delta rule against its step-by-step reference, and the batched write /
-read against a plain per-memory Python loop. Every speed-up row also checks that the two
-results agree. Timings are the median of several runs after a warm-up, with PyTorch's
-default thread count. Speed is reported here, never asserted in tests (DESIGN.md).
+read against a plain per-memory Python loop. For the ``kvmem.nn`` layers: the chunked delta
+rule of ``FastWeightMemory`` (forward + backward) against its step-by-step reference and
+against a straightforward chunked implementation written from the DeltaNet paper, and
+``KeyValueAttention`` against ``scaled_dot_product_attention`` on the same projections.
+Every speed-up row also checks that the two results agree. Timings are the median of
+several runs after a warm-up, with PyTorch's default thread count. Speed is reported
+here, never asserted in tests (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ import torch
 from kvmem.core.matrix_memory import MatrixMemory
 from kvmem.core.slot_memory import SlotMemory
 from kvmem.core.write_rules import delta_write_chunked, delta_write_sequential, hebbian_write
+from kvmem.nn.attention import KeyValueAttention
+from kvmem.nn.fast_weights import fast_weight_chunked, fast_weight_reference
 
 __all__ = ["Row", "ROW_NAMES", "run", "main"]
 
@@ -42,6 +48,10 @@ ROW_NAMES: tuple[str, ...] = (
     "delta_chunked_vs_sequential",
     "hebbian_write_vs_loop",
     "dual_read_vs_loop",
+    "fast_weight_delta_vs_reference",
+    "fast_weight_delta_vs_paper_chunked",
+    "fast_weight_delta_vs_paper_chunked_long",
+    "kv_attention_vs_sdpa",
 )
 
 
@@ -152,7 +162,7 @@ def run(quick: bool = False, progress: Callable[[str], None] | None = None) -> l
     V = torch.randn(N, d, generator=gen)
     M0 = torch.zeros(d, d)
 
-    # --- Hebbian batch write: M + K^T V, 2 N d_k d_v flops (SCIENCE.md 1.1)
+    # --- Hebbian batch write: M + K^T V, 2 N d_k d_v flops (docs/science.md 1.1)
     say("hebbian write")
     t, M = _median_time(lambda: hebbian_write(M0, K, V, 1.0), rep)
     g, p = _rate(2 * N * d * d, t, peak)
@@ -267,7 +277,7 @@ def run(quick: bool = False, progress: Callable[[str], None] | None = None) -> l
         )
     )
 
-    # --- chunkwise-parallel delta rule vs the step-by-step recurrence (SCIENCE.md 1.3)
+    # --- chunkwise-parallel delta rule vs the step-by-step recurrence (docs/science.md 1.3)
     say("delta rule: chunked vs sequential")
     gen3 = torch.Generator().manual_seed(3)
     Kd = torch.nn.functional.normalize(torch.randn(N_delta, d_delta, generator=gen3), dim=-1)
@@ -344,6 +354,8 @@ def run(quick: bool = False, progress: Callable[[str], None] | None = None) -> l
         )
     )
 
+    rows += _layer_rows(quick, rep, rep_big, peak, say)
+
     # The peak again: if other processes took the cores during the run, the two disagree
     # and every "% peak" above is suspect (flagged in the note and by main()).
     say("matmul peak, again")
@@ -352,6 +364,184 @@ def run(quick: bool = False, progress: Callable[[str], None] | None = None) -> l
     peak_row.note += f"; {end.gflops:.1f} GFLOP/s at the end of the run ({100 * drift:.0f}%)"
     if not 0.8 <= drift <= 1.25:
         peak_row.note += " -- the machine's load changed during the run: % peak unreliable"
+    return rows
+
+
+def deltanet_paper_chunked(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor, chunk_size: int
+) -> torch.Tensor:
+    """The chunkwise delta rule as written in Yang et al. (2024), Listing 1, batched over heads.
+
+    ``q, k [..., T, d_k]``, ``v [..., T, d_v]``, ``beta [..., T]``, ``T`` a multiple of
+    ``chunk_size``; same outputs as ``fast_weight_reference(rule="delta")``. The WY matrix
+    ``T = (I + A)^{-1}`` is built row by row (a Python loop over the chunk), the state handed
+    over chunk by chunk. The in-place row updates read ``clone()``d slices so autograd can
+    differentiate them (as flash-linear-attention's naive chunked reference does).
+    """
+    *batch, n, d_k = k.shape
+    c = chunk_size
+    q, k, v = (x.reshape(*batch, n // c, c, x.shape[-1]) for x in (q, k, v))
+    b = beta.reshape(*batch, n // c, c)
+    k_beta, v_beta = k * b[..., None], v * b[..., None]
+    upper = torch.ones(c, c, dtype=torch.bool, device=q.device).triu()
+    t_mat = -(k_beta @ k.mT).masked_fill(upper, 0.0)
+    for i in range(1, c):  # the listing's row-by-row forward substitution
+        t_mat[..., i, :i] = t_mat[..., i, :i].clone() + (
+            t_mat[..., i, :, None].clone() * t_mat[..., :, :i].clone()
+        ).sum(-2)
+    t_mat = t_mat + torch.eye(c, dtype=q.dtype, device=q.device)
+    w, u = t_mat @ k_beta, t_mat @ v_beta
+    strict_upper = torch.ones(c, c, dtype=torch.bool, device=q.device).triu(1)
+    S = q.new_zeros(*batch, d_k, v.shape[-1])
+    outs = []
+    for i in range(n // c):
+        q_i, k_i = q[..., i, :, :], k[..., i, :, :]
+        u_i = u[..., i, :, :] - w[..., i, :, :] @ S
+        a_i = (q_i @ k_i.mT).masked_fill(strict_upper, 0.0)
+        outs.append(q_i @ S + a_i @ u_i)
+        S = S + k_i.mT @ u_i
+    return torch.cat(outs, dim=-2)
+
+
+def _delta_inputs(
+    b: int, h: int, t: int, d: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.nn.functional.normalize(torch.randn(b, h, t, d, generator=gen), dim=-1)
+    k = torch.nn.functional.normalize(torch.randn(b, h, t, d, generator=gen), dim=-1)
+    v = torch.randn(b, h, t, d, generator=gen)
+    beta = torch.rand(b, h, t, generator=gen)
+    return tuple(x.requires_grad_() for x in (q, k, v, beta))  # type: ignore[return-value]
+
+
+def _fwd_bwd(fn: Callable[..., torch.Tensor], inputs: Sequence[torch.Tensor]) -> Callable[[], Any]:
+    """A closure running ``fn(*inputs)`` forward and backward; returns (output, gradients)."""
+
+    def go() -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        out = fn(*inputs)
+        grads = torch.autograd.grad(out.sum(), inputs)
+        return out.detach(), grads
+
+    return go
+
+
+def _chunked_delta_flops(b: int, h: int, t: int, d: int, c: int) -> float:
+    """Forward flops of the chunked delta rule, times 3 for forward + backward.
+
+    Per chunk and head: K K^T, Q K^T and (Q K^T) U (2 C^2 d each), the unit-triangular
+    solve for [U~ | W] (2 C^2 d), and W S, Q S, K^T U (2 C d^2 each).
+    """
+    per_chunk = 8 * c * c * d + 6 * c * d * d
+    return 3.0 * b * h * (t // c) * per_chunk
+
+
+def _layer_rows(
+    quick: bool, rep: int, rep_big: int, peak: float, say: Callable[[str], None]
+) -> list[Row]:
+    """Rows for the ``kvmem.nn`` layers: delta-rule fast weights and key-value attention."""
+    if quick:
+        B, H, d, c, T_short, T_long, T_ref = 1, 2, 16, 16, 64, 128, 64
+        T_attn, d_attn = 64, 16
+    else:
+        B, H, d, c, T_short, T_long, T_ref = 2, 4, 64, 64, 1024, 4096, 1024
+        T_attn, d_attn = 1024, 64
+    rows: list[Row] = []
+
+    say("fast weights (delta): chunked vs step-by-step reference")
+    inp = _delta_inputs(B, H, T_ref, d, 5)
+    t_ref, (o_ref, g_ref) = _median_time(
+        _fwd_bwd(lambda *a: fast_weight_reference(*a, rule="delta"), inp), 1, warmup=0
+    )
+    t_ours, (o_ours, g_ours) = _median_time(
+        _fwd_bwd(lambda *a: fast_weight_chunked(*a, rule="delta", chunk_size=c), inp), rep
+    )
+    err = max(
+        _max_rel_error(o_ours, o_ref),
+        *(_max_rel_error(a, b) for a, b in zip(g_ours, g_ref, strict=True)),
+    )
+    g, p = _rate(_chunked_delta_flops(B, H, T_ref, d, c), t_ours, peak)
+    rows.append(
+        Row(
+            "fast_weight_delta_vs_reference",
+            f"B={B}, H={H}, T={T_ref}, d={d}, chunk={c}, fwd+bwd",
+            t_ours,
+            g,
+            p,
+            speedup=t_ref / t_ours,
+            max_error=err,
+            note=f"step-by-step reference {t_ref:.4f} s (one run); error over outputs and "
+            "the gradients of q, k, v, beta",
+        )
+    )
+
+    for name, T in (
+        ("fast_weight_delta_vs_paper_chunked", T_short),
+        ("fast_weight_delta_vs_paper_chunked_long", T_long),
+    ):
+        say(f"fast weights (delta): chunked vs the DeltaNet paper's chunked form, T={T}")
+        inp = _delta_inputs(B, H, T, d, 6)
+        t_paper, (o_paper, g_paper) = _median_time(
+            _fwd_bwd(lambda *a: deltanet_paper_chunked(*a, chunk_size=c), inp), rep_big
+        )
+        t_ours, (o_ours, g_ours) = _median_time(
+            _fwd_bwd(lambda *a: fast_weight_chunked(*a, rule="delta", chunk_size=c), inp), rep_big
+        )
+        err = max(
+            _max_rel_error(o_ours, o_paper),
+            *(_max_rel_error(a, b) for a, b in zip(g_ours, g_paper, strict=True)),
+        )
+        g, p = _rate(_chunked_delta_flops(B, H, T, d, c), t_ours, peak)
+        rows.append(
+            Row(
+                name,
+                f"B={B}, H={H}, T={T}, d={d}, chunk={c}, fwd+bwd",
+                t_ours,
+                g,
+                p,
+                target=">= 1.0x paper chunked",
+                status="ok" if t_paper / t_ours >= 1.0 else "MISS",
+                speedup=t_paper / t_ours,
+                max_error=err,
+                note="DeltaNet paper's chunked form (Yang et al. 2024, Listing 1) "
+                f"{t_paper:.4f} s; "
+                "GFLOP/s = 3 x forward flops of the chunked algorithm / time",
+            )
+        )
+
+    say("KeyValueAttention vs scaled_dot_product_attention")
+    torch.manual_seed(7)
+    layer = KeyValueAttention(H * d_attn, d_attn, heads=H, causal=True)
+    x = torch.randn(B, T_attn, H * d_attn, requires_grad=True)
+
+    def manual(z: torch.Tensor) -> torch.Tensor:
+        q, k, v = layer.project(z)
+        o = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        o = o.transpose(1, 2).reshape(B, T_attn, H * d_attn)
+        assert layer.W_o is not None
+        return layer.W_o(o)
+
+    t_sdpa, (o_sdpa, _) = _median_time(_fwd_bwd(manual, [x]), rep)
+    t_layer, (o_layer, _) = _median_time(_fwd_bwd(layer, [x]), rep)
+    t_expl, (o_expl, _) = _median_time(
+        _fwd_bwd(lambda z: layer(z, return_weights=True)[0], [x]), rep
+    )
+    proj = 4 * 2 * B * T_attn * (H * d_attn) ** 2
+    attn_flops = 3.0 * (proj + 4 * B * H * T_attn * T_attn * d_attn / 2)  # causal half
+    g, p = _rate(attn_flops, t_layer, peak)
+    rows.append(
+        Row(
+            "kv_attention_vs_sdpa",
+            f"B={B}, H={H}, T={T_attn}, d_head={d_attn}, causal, fwd+bwd",
+            t_layer,
+            g,
+            p,
+            speedup=t_sdpa / t_layer,
+            max_error=max(_max_rel_error(o_layer, o_sdpa), _max_rel_error(o_expl, o_sdpa)),
+            note=f"projections + torch SDPA by hand {t_sdpa:.4f} s (speedup ~1: no overhead); "
+            f"explicit weights path (return_weights) {t_expl:.4f} s; "
+            "GFLOP/s = 3 x (projections + causal half of 4 T^2 d) / time",
+        )
+    )
     return rows
 
 

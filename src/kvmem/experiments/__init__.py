@@ -36,6 +36,8 @@ REGISTRY: dict[str, str] = {
     # key-value memory against its rivals (the review's two contrasts)
     "value-cleanup": "kvmem.experiments.contrasts.value_cleanup",
     "episode-vs-gist": "kvmem.experiments.contrasts.episode_vs_gist",
+    # memory layers in trained models
+    "mqar": "kvmem.experiments.ml.mqar",
 }
 
 #: Experiments grouped by the question they answer, in report order: (heading, names).
@@ -58,6 +60,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Systems consolidation and key repulsion", ("consolidation", "repulsion")),
     ("Free recall with context as the key", ("free-recall",)),
     ("Key-value memory against its rivals", ("value-cleanup", "episode-vs-gist")),
+    ("Memory layers in trained models", ("mqar",)),
 )
 
 PAPER = GROUPS[0][1]
