@@ -56,6 +56,7 @@ __all__ = [
     "neg_squared_euclidean",
     "target_function",
     "quick",
+    "estimate_bytes",
     "run",
     "plot",
 ]
@@ -100,6 +101,26 @@ class Config:
             raise ValueError(f"betas: expected finite values > 0, got {self.betas}")
         if list(self.betas) != sorted(set(self.betas)):
             raise ValueError(f"betas: expected strictly increasing values, got {self.betas}")
+
+
+def estimate_bytes(config: Config) -> dict[str, int]:
+    """Peak memory of a run (float64), keyed by the size field grown most over the default.
+
+    The squared distances of every query to every key, built from coordinate differences
+    ``[n_trials, n_queries, n_keys, 1]`` (with temporaries), the scores and weights of a
+    read, and the figure's curves ``[curve_points, n_keys]``.
+    ``check_memory`` refuses a config over this machine's memory.
+    """
+    c, d = config, Config()
+    t, q, n = c.n_trials, c.n_queries, c.n_keys
+    need = 8 * (6 * t * q * n + 4 * t * (q + n) + 6 * c.curve_points * n)
+    grown = {
+        "n_trials": c.n_trials / d.n_trials,
+        "n_queries": c.n_queries / d.n_queries,
+        "n_keys": c.n_keys / d.n_keys,
+        "curve_points": c.curve_points / d.curve_points,
+    }
+    return {max(grown, key=grown.__getitem__): need}
 
 
 def quick(config: Config) -> Config:

@@ -71,6 +71,7 @@ __all__ = [
     "Config",
     "operator_keys",
     "quick",
+    "estimate_bytes",
     "run",
     "plot",
 ]
@@ -113,6 +114,27 @@ class Config:
             raise ValueError(f"betas: expected finite values > 0, got {self.betas}")
         if not math.isfinite(self.theta):
             raise ValueError(f"theta: expected a finite number, got {self.theta}")
+
+
+def estimate_bytes(config: Config) -> dict[str, int]:
+    """Peak memory of a run (float32), keyed by the size field grown most over the default.
+
+    Per memory, with ``L`` noise levels and ``N = n_memories``: the noise, queries and
+    their flattened copy ``[L, N, dim]``, a read's scores, weights and the accuracy's
+    distances ``[L N, N]`` (with temporaries), and the reads and their errors
+    ``[L N, value_dim]``. ``check_memory`` refuses a config over this machine's memory.
+    """
+    c, d = config, Config()
+    n, levels = c.n_memories, len(c.noise)
+    per_trial = levels * n * (3 * c.dim + 6 * n + 3 * c.value_dim) + n * (c.dim + c.value_dim)
+    grown = {
+        "n_trials": c.n_trials / d.n_trials,
+        "n_memories": (c.n_memories / d.n_memories) ** 2,
+        "dim": c.dim / d.dim,
+        "value_dim": c.value_dim / d.value_dim,
+        "noise": len(c.noise) / len(d.noise),
+    }
+    return {max(grown, key=grown.__getitem__): 4 * c.n_trials * per_trial}
 
 
 def quick(config: Config) -> Config:

@@ -248,7 +248,17 @@ def estimate_bytes(config: Config) -> dict[str, int]:
     k = max(config.loads)
     pats = 8 * k * (2 * config.n_runs * config.n_features)
     pats += 8 * config.n_runs_hopfield * (k + 3 * config.hopfield_units) * config.hopfield_units
-    return {"n_runs": vh + pats, "loads": 0}
+    d = Config()  # key the total by the size field grown most over the default
+    grown = {
+        "n_runs": config.n_runs / d.n_runs,
+        "n_runs_hopfield": config.n_runs_hopfield / d.n_runs_hopfield,
+        "loads": k / max(d.loads),
+        "n_features": config.n_features / d.n_features,
+        "vectorhash_hidden": config.vectorhash_hidden / d.vectorhash_hidden,
+        "hopfield_units": (config.hopfield_units / d.hopfield_units) ** 2,
+        "grid_periods": s / math.prod(d.grid_periods) ** d.grid_dims,
+    }
+    return {max(grown, key=grown.__getitem__): vh + pats}
 
 
 def binary_mi(error: torch.Tensor) -> torch.Tensor:

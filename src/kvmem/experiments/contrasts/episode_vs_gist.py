@@ -161,6 +161,32 @@ class Config:
             )
 
 
+def estimate_bytes(config: Config) -> dict[str, int]:
+    """Peak memory of a run (float64), keyed by the size field grown most over the default.
+
+    Per seed, at the largest family size, with ``N = n_families max(n_similar)`` stored
+    and ``Q = n_families n_new`` new episodes of ``D = d_context + d_episode`` units: the
+    kv read's scores and weights and the accuracy's distances ``[N, N]``, the new cues'
+    ``[Q, N]``, the cues, reads and reconstructions ``[N + Q, D]``, the factor model's
+    covariances ``[D, D]``, and all episodes and contexts.
+    ``check_memory`` refuses a config over this machine's memory.
+    """
+    c, d = config, Config()
+    n, q = c.n_families * c.n_similar[-1], c.n_families * c.n_new
+    dim = c.d_context + c.d_episode
+    per_seed = 5 * n * n + 3 * n * q + 8 * (n + q) * dim + 5 * dim * dim
+    per_seed += 2 * c.n_families * (c.n_similar[-1] + c.n_new) * dim
+    grown = {
+        "n_seeds": c.n_seeds / d.n_seeds,
+        "n_families": (c.n_families / d.n_families) ** 2,
+        "n_similar": (c.n_similar[-1] / d.n_similar[-1]) ** 2,
+        "n_new": c.n_new / d.n_new,
+        "d_episode": c.d_episode / d.d_episode,
+        "d_context": c.d_context / d.d_context,
+    }
+    return {max(grown, key=grown.__getitem__): 8 * c.n_seeds * per_seed}
+
+
 def quick(config: Config) -> Config:
     """4 seeds, families of 1, 4 and 16."""
     return replace(config, n_seeds=4, n_similar=(1, 4, 16))

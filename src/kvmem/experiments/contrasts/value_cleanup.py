@@ -196,11 +196,26 @@ def quick(config: Config) -> Config:
 
 
 def estimate_bytes(config: Config) -> dict[str, int]:
-    """The Hebbian matrices ``[S, d, d]`` and the expansion codes ``[S, P, units]`` (float64)."""
-    return {
-        "d_value": 8 * config.n_seeds * config.d_value**2 * 2,
-        "kwta_units": 8 * config.n_seeds * config.n_memories * config.kwta_units * 4,
+    """The Hebbian matrices ``[S, d, d]``, the patterns, cues and reads ``[S, P, d]`` and,
+    for ``keys="expansion_kwta"``, the expansion ``[d_key, units]`` and codes
+    ``[S, P, units]`` (float64).
+
+    The total is keyed by the size field grown most over the default, which
+    ``check_memory`` names when it refuses a config over this machine's memory.
+    """
+    c, d = config, Config()
+    need = 8 * c.n_seeds * (2 * c.d_value**2 + 8 * c.n_memories * (c.d_key + c.d_value))
+    if c.keys == "expansion_kwta":
+        need += 8 * c.kwta_units * (c.d_key + 4 * c.n_seeds * c.n_memories)
+    grown = {
+        "n_seeds": c.n_seeds / d.n_seeds,
+        "n_memories": c.n_memories / d.n_memories,
+        "d_value": (c.d_value / d.d_value) ** 2,
+        "d_key": c.d_key / d.d_key,
     }
+    if c.keys == "expansion_kwta":
+        grown["kwta_units"] = c.kwta_units / d.kwta_units
+    return {max(grown, key=grown.__getitem__): need}
 
 
 # ----------------------------------------------------------------------------- one condition

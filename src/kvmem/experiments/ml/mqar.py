@@ -180,9 +180,32 @@ def quick(config: Config) -> Config:
 
 
 def estimate_bytes(config: Config) -> dict[str, int]:
-    """Peak bytes of the largest training batch's activations (float32, ~40 per token and unit)."""
-    tokens = 3 * config.pairs_per_batch
-    return {"widths": 40 * 4 * tokens * max(config.widths) * config.n_blocks}
+    """Peak memory of a run (float32), keyed by the size field grown most over the default.
+
+    The held-out test batch, ``n_test`` sequences of ``T = 3 max(n_pairs)`` tokens, is the
+    peak on the default: its activations (~10 floats per token and unit per block), the
+    attention scores and weights ``[n_test, T, T]``, the fast-weight states
+    ``[n_test, T / chunk_size, w, w]`` and intra-chunk matrices ``[n_test, T, chunk_size]``.
+    Training holds the largest batch's activations with their gradients (~40 floats per
+    token and unit per block, ``3 pairs_per_batch`` tokens), its attention ``[B, T, T]``
+    and fast-weight states. ``check_memory`` refuses a config over this machine's memory.
+    """
+    c, d = config, Config()
+    w, t, n_max = max(c.widths), 3 * max(c.n_pairs), max(c.n_pairs)
+    chunks = -(-t // c.chunk_size)
+    test = 10 * c.n_test * t * w * c.n_blocks + 3 * c.n_test * t * t
+    test += 2 * c.n_test * chunks * w * w + 3 * c.n_test * t * c.chunk_size
+    train = (40 * 3 * c.pairs_per_batch * w + 27 * c.pairs_per_batch * n_max) * c.n_blocks
+    train += 12 * c.pairs_per_batch // c.chunk_size * w * w
+    grown = {
+        "widths": max(c.widths) / max(d.widths),
+        "pairs_per_batch": c.pairs_per_batch / d.pairs_per_batch,
+        "n_blocks": c.n_blocks / d.n_blocks,
+        "n_test": c.n_test / d.n_test,
+        "n_pairs": (n_max / max(d.n_pairs)) ** 2,
+        "chunk_size": c.chunk_size / d.chunk_size,
+    }
+    return {max(grown, key=grown.__getitem__): 4 * max(test, train)}
 
 
 # ----------------------------------------------------------------------------- the task

@@ -45,6 +45,8 @@ from matplotlib.figure import Figure
 from kvmem.data.bundled import Tasks, load_forgetting_tasks
 from kvmem.experiments.base import ProgressFactory, null_progress, single_thread
 from kvmem.experiments.paper.forgetting import (
+    N_CLASSES,
+    N_INPUT,
     NAME,
     Config,
     TwoTaskNet,
@@ -59,7 +61,14 @@ from kvmem.nn.dual import KeyValueTrace
 from kvmem.nn.recorder import SGDRecorder
 from kvmem.results import Result
 
-__all__ = ["run_dual", "plot_dual", "record_training", "TOP_K", "DUAL_SERIES"]
+__all__ = [
+    "run_dual",
+    "plot_dual",
+    "record_training",
+    "estimate_dual_bytes",
+    "TOP_K",
+    "DUAL_SERIES",
+]
 
 #: training examples listed per attribution
 TOP_K = 8
@@ -70,6 +79,26 @@ DUAL_SERIES: tuple[str, ...] = (
     "attribution_probe",
 )
 _LAYERS = ("in1", "in2", "out1", "out2")
+
+
+def estimate_dual_bytes(config: Config) -> dict[str, int]:
+    """Peak memory of a dual-mode run, keyed by the field that drives it.
+
+    The recorded memory: every SGD step writes one pair per training example into each
+    layer it trains, up to 12,665 examples per epoch and task (Task 1, the larger), with
+    keys ``[pairs, 784]`` / values ``[pairs, hidden]`` in the input layers and keys
+    ``[pairs, hidden]`` / values ``[pairs, 4]`` in the output layers (float32); plus about
+    1.5 epochs' worth for the float64 sums of an epoch's pairs and the analyses' products
+    (measured peak over the data and imports: 412 MiB at 5 epochs, 692 MiB at 10).
+    ``forgetting.estimate_bytes`` should add this when ``mode == "dual"``.
+    """
+    per_epoch = 4 * 2 * 12_665 * (N_INPUT + 2 * config.hidden + N_CLASSES)
+    d = Config()
+    grown = {
+        "epochs_per_task": config.epochs_per_task / d.epochs_per_task,
+        "hidden": config.hidden / d.hidden,
+    }
+    return {max(grown, key=grown.__getitem__): per_epoch * (2 * config.epochs_per_task + 3) // 2}
 
 
 def record_training(

@@ -73,6 +73,7 @@ __all__ = [
     "load_params",
     "psifr_curves",
     "quick",
+    "estimate_bytes",
     "run",
     "plot",
 ]
@@ -112,6 +113,21 @@ class Config:
         for name in ("n_seeds", "n_lists", "n_starts", "max_iter"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {getattr(self, name)}")
+
+
+def estimate_bytes(config: Config) -> dict[str, int]:
+    """Peak memory of a run, keyed by the size field grown most over the default.
+
+    The simulated recalls go through psifr as a pandas long table: a study row per item and
+    a recall row per output, ``~2 n_seeds n_lists list_length`` rows, each with an item
+    name string and psifr's merged columns (measured: ~200-220 bytes a row at the peak for
+    1,200 and 4,800 lists; 250 counted).
+    ``check_memory`` refuses a config over this machine's memory.
+    """
+    c, d = config, Config()
+    rows = 2 * c.n_seeds * c.n_lists * c.list_length
+    grown = {"n_seeds": c.n_seeds / d.n_seeds, "n_lists": c.n_lists / d.n_lists}
+    return {max(grown, key=grown.__getitem__): 250 * rows}
 
 
 def quick(config: Config) -> Config:

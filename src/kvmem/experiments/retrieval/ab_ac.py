@@ -92,6 +92,7 @@ __all__ = [
     "PUBLISHED",
     "CLAIMS",
     "quick",
+    "estimate_bytes",
     "run",
     "plot",
 ]
@@ -165,6 +166,32 @@ class Config:
             raise ValueError(f"cue_noise: expected a finite value >= 0, got {self.cue_noise}")
         if not 0.0 < self.delta_lr <= 1.0:
             raise ValueError(f"delta_lr: expected a value in (0, 1], got {self.delta_lr}")
+
+
+def estimate_bytes(config: Config) -> dict[str, int]:
+    """Peak memory of a run (float64), keyed by the size field grown most over the default.
+
+    The kv model's slots, one per pair per trial over up to ``T = max_ab_trials +
+    ac_trials[-1] + 1`` trials: keys ``[S, P T, d_s + d_c]`` and values ``[S, P T, 2P]``,
+    a read's scores, mask and weights ``[S, P, P T]``; the network's weights
+    ``[S, d_s + d_c, hidden]`` and updates; the contexts ``[S, T, d_c]``.
+    ``check_memory`` refuses a config over this machine's memory.
+    """
+    c, d = config, Config()
+    p, t = c.n_pairs, c.max_ab_trials + c.ac_trials[-1] + 1
+    dim, slots = c.d_stimulus + c.d_context, c.n_pairs * t
+    per_subject = slots * (dim + 2 * p) + 3 * p * slots + t * c.d_context
+    per_subject += 3 * (dim + 2 * p) * c.sgd_hidden + 4 * p * (c.sgd_hidden + 2 * p)
+    grown = {
+        "n_subjects": c.n_subjects / d.n_subjects,
+        "n_pairs": (c.n_pairs / d.n_pairs) ** 2,
+        "max_ab_trials": c.max_ab_trials / d.max_ab_trials,
+        "ac_trials": c.ac_trials[-1] / d.ac_trials[-1],
+        "d_stimulus": c.d_stimulus / d.d_stimulus,
+        "d_context": c.d_context / d.d_context,
+        "sgd_hidden": c.sgd_hidden / d.sgd_hidden,
+    }
+    return {max(grown, key=grown.__getitem__): 8 * c.n_subjects * per_subject}
 
 
 def quick(config: Config) -> Config:

@@ -88,6 +88,7 @@ __all__ = [
     "PUBLISHED",
     "CLAIMS",
     "quick",
+    "estimate_bytes",
     "run",
     "plot",
 ]
@@ -150,6 +151,30 @@ class Config:
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
                 raise ValueError(f"{name}: expected a finite value >= 0, got {v}")
+
+
+def estimate_bytes(config: Config) -> dict[str, int]:
+    """Peak memory of a run (float64), keyed by the size field grown most over the default.
+
+    Per subject, with ``P = len(delays) items_per_delay`` studied and ``J = max(delays)
+    interfering_per_day`` interfering pairs: a read's scores, mask and weights
+    ``[P, P + J]``, the words, keys, cues and cue noise ``[P + J, d_word + d_context]``,
+    and the mixture fits' per-pair terms. ``check_memory`` refuses a config over this
+    machine's memory.
+    """
+    c, d = config, Config()
+    p = len(c.delays) * c.items_per_delay
+    slots = p + max(c.delays) * c.interfering_per_day
+    per_subject = 5 * p * slots + 8 * slots * (c.d_word + c.d_context) + 20 * p
+    grown = {
+        "n_subjects": c.n_subjects / d.n_subjects,
+        "items_per_delay": (c.items_per_delay / d.items_per_delay) ** 2,
+        "delays": len(c.delays) * max(c.delays) / (len(d.delays) * max(d.delays)),
+        "interfering_per_day": c.interfering_per_day / d.interfering_per_day,
+        "d_word": c.d_word / d.d_word,
+        "d_context": c.d_context / d.d_context,
+    }
+    return {max(grown, key=grown.__getitem__): 8 * c.n_subjects * per_subject}
 
 
 def quick(config: Config) -> Config:

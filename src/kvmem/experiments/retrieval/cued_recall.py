@@ -112,6 +112,7 @@ __all__ = [
     "PUBLISHED_TABLE",
     "CLAIMS",
     "quick",
+    "estimate_bytes",
     "run",
     "plot",
 ]
@@ -198,6 +199,29 @@ class Config:
                 raise ValueError(
                     f"{name}: expected a finite value {'>' if name == 'beta' else '>='} 0, got {v}"
                 )
+
+
+def estimate_bytes(config: Config) -> dict[str, int]:
+    """Peak memory of a run (float32), keyed by the size field grown most over the default.
+
+    Per subject, for the longest list ``L`` with up to ``C = L / min(items_per_category)``
+    category cues of ``m`` samples each: the Hopfield weights ``[4 dim, 4 dim]`` with a
+    copy, its settling states ``[C m, 4 dim]``, the kv model's Gumbel draws and the
+    overlaps ``[C, m, L]``, and the study lists of both groups ``[L, dim]`` per block.
+    ``check_memory`` refuses a config over this machine's memory.
+    """
+    c, d = config, Config()
+    n, dim = max(c.list_lengths), c.dim
+    cues = n // min(c.items_per_category) * max(c.n_context_samples, c.n_category_samples)
+    per_subject = 3 * (4 * dim) ** 2 + 3 * cues * 4 * dim + 3 * cues * n + 12 * n * dim
+    grown = {
+        "n_subjects": c.n_subjects / d.n_subjects,
+        "list_lengths": (n / max(d.list_lengths)) ** 2,
+        "dim": (c.dim / d.dim) ** 2,
+        "n_context_samples": c.n_context_samples / d.n_context_samples,
+        "n_category_samples": c.n_category_samples / d.n_category_samples,
+    }
+    return {max(grown, key=grown.__getitem__): 4 * c.n_subjects * per_subject}
 
 
 def quick(config: Config) -> Config:

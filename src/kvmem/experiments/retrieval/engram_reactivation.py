@@ -79,6 +79,7 @@ __all__ = [
     "PUBLISHED",
     "CLAIMS",
     "quick",
+    "estimate_bytes",
     "run",
     "plot",
 ]
@@ -145,6 +146,27 @@ class Config:
             raise ValueError(
                 f"stimulation: expected strictly increasing finite values starting at 0, got {st}"
             )
+
+
+def estimate_bytes(config: Config) -> dict[str, int]:
+    """Peak memory of a run (float64), keyed by the size field grown most over the default.
+
+    Per animal, with ``N = n_memories + 1`` slots and ``G`` stimulation strengths: the
+    one-hot values ``[N, N]`` (copied per group and model), the scores and weights of a
+    stimulated read ``[G, n_trials, N]``, the keys ``[N, d_key]`` and cues
+    ``[n_trials, d_key]``. ``check_memory`` refuses a config over this machine's memory.
+    """
+    c, d = config, Config()
+    n, g = c.n_memories + 1, len(c.stimulation)
+    per_animal = 4 * n * n + 3 * g * c.n_trials * n + 4 * n * c.d_key + 4 * c.n_trials * c.d_key
+    grown = {
+        "n_animals": c.n_animals / d.n_animals,
+        "n_memories": (c.n_memories / d.n_memories) ** 2,
+        "n_trials": c.n_trials / d.n_trials,
+        "d_key": c.d_key / d.d_key,
+        "stimulation": len(c.stimulation) / len(d.stimulation),
+    }
+    return {max(grown, key=grown.__getitem__): 8 * c.n_animals * per_animal}
 
 
 def quick(config: Config) -> Config:

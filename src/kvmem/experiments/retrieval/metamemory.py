@@ -157,6 +157,28 @@ class Config:
             raise ValueError(f"hopfield_steps: expected an integer >= 1, got {self.hopfield_steps}")
 
 
+def estimate_bytes(config: Config) -> dict[str, int]:
+    """Peak memory of a run (float64), keyed by the size field grown most over the default.
+
+    Per subject, with ``N = n_pairs + n_prior`` stored pairs: the broadcast cosines of every
+    read against every stored pattern ``[n_pairs, N, 2 dim]`` (with temporaries), the
+    recognition alternatives ``[n_pairs, A, dim]`` and the materials ``[N, dim]``.
+    ``check_memory`` refuses a config over this machine's memory.
+    """
+    c, d = config, Config()
+    n, total = c.n_pairs, c.n_pairs + c.n_prior
+    per_subject = 4 * n * total * 2 * c.dim + 3 * n * c.n_alternatives * c.dim
+    per_subject += 14 * total * c.dim
+    grown = {
+        "n_subjects": c.n_subjects / d.n_subjects,
+        "n_pairs": (c.n_pairs / d.n_pairs) ** 2,
+        "n_prior": c.n_prior / d.n_prior,
+        "dim": c.dim / d.dim,
+        "n_alternatives": c.n_alternatives / d.n_alternatives,
+    }
+    return {max(grown, key=grown.__getitem__): 8 * c.n_subjects * per_subject}
+
+
 def quick(config: Config) -> Config:
     """At most 40 subjects (the default): the full run already takes about two seconds.
 

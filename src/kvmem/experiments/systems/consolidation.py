@@ -182,7 +182,15 @@ def estimate_bytes(config: Config) -> dict[str, int]:
     per_subject = 4 * c.n_slots * c.n_units + 8 * (c.n_slots + c.d_cortex) * (
         c.d_cortex + c.d_value
     )
-    return {"n_subjects": 2 * c.n_subjects * per_subject}  # x2: temporaries of a recall
+    d = Config()  # key the total by the size field grown most over the default
+    grown = {
+        "n_subjects": c.n_subjects / d.n_subjects,
+        "n_slots": c.n_slots / d.n_slots,
+        "n_units": c.n_units / d.n_units,
+        "d_cortex": (c.d_cortex / d.d_cortex) ** 2,
+        "d_value": c.d_value / d.d_value,
+    }
+    return {max(grown, key=grown.__getitem__): 2 * c.n_subjects * per_subject}  # x2: a recall
 
 
 Arch = Literal["key-value", "content"]

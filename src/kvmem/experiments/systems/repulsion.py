@@ -84,6 +84,7 @@ __all__ = [
     "pearson",
     "make_items",
     "quick",
+    "estimate_bytes",
     "run",
     "plot",
 ]
@@ -151,6 +152,33 @@ class Config:
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
                 raise ValueError(f"{name}: expected a finite value >= 0, got {v}")
+
+
+def estimate_bytes(config: Config) -> dict[str, int]:
+    """Peak memory of a run (float64), keyed by the size field grown most over the default.
+
+    Per subject and model, with ``N = 2 n_pairs`` memories: the autograd graph of one step
+    (scores and weights ``[N, N]``, keys, values and contexts ``[N, d]``), the parameters
+    with their gradients and Adam moments; plus the logged similarities, ``[4]`` per
+    subject, model and logged step (each a small tensor: ~300 bytes of overhead).
+    ``check_memory`` refuses a config over this machine's memory.
+    """
+    c, d = config, Config()
+    n, dv = 2 * c.n_pairs, c.d_content + 2
+    per_subject = 3 * (8 * n * n + 8 * n * (c.d_key + dv + c.d_context))
+    per_subject += 4 * n * (2 * c.d_key + 3 * dv)
+    logs = (c.demand_steps + c.relax_steps) // c.log_every + 1
+    grown = {
+        "n_seeds": c.n_seeds / d.n_seeds,
+        "n_pairs": (c.n_pairs / d.n_pairs) ** 2,
+        "d_key": c.d_key / d.d_key,
+        "d_content": c.d_content / d.d_content,
+        "d_context": c.d_context / d.d_context,
+        "demand_steps": c.demand_steps / d.demand_steps,
+        "relax_steps": c.relax_steps / d.relax_steps,
+    }
+    need = 8 * c.n_seeds * per_subject + 3 * logs * (32 * c.n_seeds + 300)
+    return {max(grown, key=grown.__getitem__): need}
 
 
 def quick(config: Config) -> Config:
