@@ -1,4 +1,4 @@
-"""MatrixMemory (SCIENCE.md 1.1, 1.3) and its exact dual SlotMemory (SCIENCE.md 1.2)."""
+"""MatrixMemory (docs/science.md 1.1, 1.3) and its exact dual SlotMemory (docs/science.md 1.2)."""
 
 from __future__ import annotations
 
@@ -418,3 +418,41 @@ def test_hebbian_per_item_rates_numpy_and_decay_match_dual_form() -> None:
     torch.testing.assert_close(mem.to_slots().read(q), mem.read(q), atol=1e-12, rtol=0)
     with pytest.raises(ValueError, match=r"decay: expected values in \[0, 1\], got values"):
         mem.write(k, v, decay=np.full(6, 1.5))
+
+
+@pytest.mark.parametrize("late", [True, False])
+@pytest.mark.parametrize("keep_pairs", [True, False])
+def test_non_finite_found_through_the_product(
+    monkeypatch: pytest.MonkeyPatch, late: bool, keep_pairs: bool
+) -> None:
+    # Hebbian writes check NaN / Inf through M' (no pass over the inputs); a bad entry facing
+    # only zeros still makes M' non-finite (0 * Inf = NaN), and the error names the argument.
+    import kvmem.core.matrix_memory as mmod
+
+    if not late:
+        monkeypatch.setattr(mmod, "_propagates_non_finite", lambda device, dtype: False)
+    mem = MatrixMemory(3, 2, keep_pairs=keep_pairs)
+    mem.write(torch.ones(2, 3), torch.ones(2, 2))
+    before = mem.M.clone()
+    k = torch.zeros(4, 3)
+    k[1, 2] = float("inf")
+    with pytest.raises(ValueError, match="keys: contains 1 NaN or Inf"):
+        mem.write(k, torch.zeros(4, 2))
+    v = torch.zeros(4, 2)
+    v[3, 0] = float("nan")
+    with pytest.raises(ValueError, match="values: contains 1 NaN or Inf"):
+        mem.write(torch.zeros(4, 3), v, lr=0.0)
+    assert torch.equal(mem.M, before) and len(mem) == 2  # rejected writes change nothing
+    # finite inputs whose product overflows are accepted, as before
+    mem.write(torch.full((2, 3), 1e30), torch.full((2, 2), 1e30))
+    assert torch.isinf(mem.M).all()
+
+
+def test_rate_set_after_construction_is_used() -> None:
+    # the memory's rate is cached as a tensor per value: changing mem.lr takes effect
+    k, v = torch.eye(3), torch.ones(3, 2)
+    mem = MatrixMemory(3, 2)
+    mem.write(k, v)
+    mem.lr = 0.5
+    mem.write(k, v)
+    torch.testing.assert_close(mem.M, 1.5 * torch.ones(3, 2), rtol=0, atol=0)

@@ -1,4 +1,4 @@
-"""Tests for kvmem.core.modern_hopfield.ModernHopfield (SCIENCE.md 1.4)."""
+"""Tests for kvmem.core.modern_hopfield.ModernHopfield (docs/science.md 1.4)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kvmem.core.modern_hopfield import ModernHopfield
 from support.patterns import pm1
@@ -155,3 +157,61 @@ def test_nan_inf_and_empty() -> None:
         mem.retrieve(bad)
     with pytest.raises(ValueError, match="tol: expected a finite value >= 0"):
         ModernHopfield(tol=-1.0)
+
+
+def _reference_retrieve(mem: ModernHopfield, cues: torch.Tensor, steps_max: int, tol: float):
+    """The update loop as first written: every pass over every step, nothing skipped."""
+    x, mask = mem.patterns, mem.mask
+    xi = cues.expand(*torch.broadcast_shapes(cues.shape[:-2], x.shape[:-2]), *cues.shape[-2:])
+    xi = xi.clone()
+    steps = torch.zeros(xi.shape[:-1], dtype=torch.int64)
+    converged = torch.zeros(xi.shape[:-1], dtype=torch.bool)
+    last = None
+    for _ in range(steps_max):
+        s = (xi @ x.transpose(-1, -2)).masked_fill(~mask[..., None, :], float("-inf"))
+        att = torch.nan_to_num(torch.softmax(mem.beta * s.float(), dim=-1).to(s.dtype), nan=0.0)
+        new = att @ x
+        active = ~converged
+        moved = (new - xi).abs().amax(-1)
+        xi = torch.where(active[..., None], new, xi)
+        last = att if last is None else torch.where(active[..., None], att, last)
+        steps += active.to(torch.int64)
+        converged |= moved <= tol
+        if bool(converged.all()):
+            break
+    return xi, steps, converged, last
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    batch=st.sampled_from([(), (2,)]),
+    p=st.integers(1, 40),
+    n=st.integers(1, 12),
+    q=st.integers(1, 6),
+    beta=st.sampled_from([1e-3, 0.5, 4.0, 1e38]),
+    steps=st.integers(1, 5),
+    tol=st.sampled_from([0.0, 1e-6, 0.5]),
+    masking=st.sampled_from(["none", "some", "empty"]),
+    seed=st.integers(0, 999),
+)
+def test_retrieve_is_the_reference_loop_bit_for_bit(
+    batch, p, n, q, beta, steps, tol, masking, seed
+) -> None:
+    # The skipped passes (masked_fill with nothing masked, nan_to_num where no NaN can arise,
+    # where() while every state moves, the last convergence test) change no bit; beta = 1e38
+    # overflows the scores (NaN weights, zeroed) and "empty" has a network with no pattern.
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*batch, p, n, generator=g)
+    mask = None
+    if masking != "none":
+        mask = torch.rand(*batch, p, generator=g) < 0.6
+        mask.reshape(-1, p)[0, 0] = True  # something stored somewhere
+        if masking == "empty" and batch:
+            mask[1] = False
+    mem = ModernHopfield(beta=beta, max_steps=steps, tol=tol).store(x, mask)
+    cues = torch.randn(*batch, q, n, generator=g)
+    ref_xi, ref_steps, ref_conv, ref_att = _reference_retrieve(mem, cues, steps, tol)
+    assert torch.equal(mem.retrieve(cues), ref_xi)
+    xi, info = mem.retrieve(cues, return_info=True)
+    assert torch.equal(xi, ref_xi) and torch.equal(info["attention"], ref_att)
+    assert torch.equal(info["steps"], ref_steps) and torch.equal(info["converged"], ref_conv)

@@ -189,3 +189,50 @@ def test_bad_k_n_theta_and_names() -> None:
         get_separation("hard_max", beta=2.0)
     with pytest.raises(ValueError, match="unknown operator 'argmax'.*hard_max.*softmax"):
         get_separation("argmax")
+
+
+# --- top_k through torch.topk: the same result as the stable sort, ties included ----------
+
+
+_TIE_VALUES = [-2.0, -1.0, -0.0, 0.0, 1.0, 2.0, float("inf"), float("-inf"), float("nan")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.integers(1, 4),
+    n=st.integers(1, 60),
+    k=st.integers(1, 70),
+    data=st.data(),
+)
+def test_first_k_topk_equals_stable_sort_on_ties(rows: int, n: int, k: int, data) -> None:
+    # tie-heavy rows: a handful of values (signed zeros, infinities, NaN) repeated at random
+    vals = data.draw(st.lists(st.sampled_from(_TIE_VALUES), min_size=rows * n, max_size=rows * n))
+    s = torch.tensor(vals, dtype=torch.float32).reshape(rows, n)
+    k = min(k, n)
+    got_v, got_i = sep._first_k_topk(s, k)
+    ref_v, ref_i = sep._first_k_sorted(s, k)
+    assert torch.equal(got_i, ref_i)
+    assert torch.equal(got_v.view(torch.int32), ref_v.view(torch.int32))  # bit for bit
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    n=st.integers(300, 3000),
+    k=st.integers(1, 12),
+    levels=st.integers(2, 6),
+    seed=st.integers(0, 999),
+)
+def test_top_k_fast_path_equals_sorted_reference(n: int, k: int, levels: int, seed: int) -> None:
+    # long rows take the topk path; few distinct levels put ties across the cut in most rows
+    assert n >= sep._TOPK_MIN_N
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randint(0, levels, (3, 2, n), generator=g).float()
+    s[0] += torch.rand(2, n, generator=g)  # and rows without ties
+    ref_v, ref_i = sep._first_k_sorted(s, k)
+    got_v, got_i = sep._first_k(s, k)
+    assert torch.equal(got_i, ref_i) and torch.equal(got_v, ref_v)
+    w = sep.top_k(s, k, beta=2.0)
+    ref_w = torch.zeros_like(s).scatter(-1, ref_i, torch.softmax(ref_v * 2.0, dim=-1))
+    assert torch.equal(w, ref_w)
+    # the documented tie rule: top_k(k=1) agrees with hard_max
+    assert torch.equal(sep.top_k(s, 1), sep.hard_max(s))

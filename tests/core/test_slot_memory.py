@@ -1,4 +1,4 @@
-"""SlotMemory (SCIENCE.md 1.2): reads against direct formulas, chunking, dtypes, bad input."""
+"""SlotMemory (docs/science.md 1.2): reads against direct formulas, chunking, dtypes, bad input."""
 
 from __future__ import annotations
 
@@ -68,16 +68,41 @@ def test_softmax_read_equals_attention(sim: str, scale: float) -> None:
     torch.testing.assert_close(mem.scores(Q), Q @ K.transpose(-1, -2) * scale)
 
 
-def test_sdpa_path_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
-    # the fused path is used on CUDA only; force it on CPU to check it computes the same thing
-    monkeypatch.setattr(sm, "_use_sdpa", lambda device: True)
+@pytest.mark.parametrize("q_batch", [(2,), (3, 1), ()])
+def test_sdpa_path_is_exact(monkeypatch: pytest.MonkeyPatch, q_batch: tuple[int, ...]) -> None:
+    # Large CPU reads go to scaled_dot_product_attention; lower the cut-off to send a small one
+    # there and check it computes the same thing (and that it was used where it may be).
+    monkeypatch.setattr(sm, "_SDPA_MIN_ELEMENTS", 0)
+    calls: list[int] = []
+    real = sm.F.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        calls.append(args[0].ndim)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sm.F, "scaled_dot_product_attention", spy)
     K, V, _ = _data((2,), 40, 1, 8, 5)
-    Q = torch.randn(3, 1, 6, 8)  # query batch broadcasts against the memory batch
+    Q = torch.randn(*q_batch, 6, 8)
     mem = SlotMemory("scaled_dot", "softmax", beta=2.0)
     mem.write(K, V)
     ref = torch.softmax(2.0 * Q @ K.transpose(-1, -2) / math.sqrt(8), -1) @ V
-    assert mem.read(Q).shape == (3, 2, 6, 5)
-    assert _rel_err(mem.read(Q), ref) < 1e-5
+    out = mem.read(Q)
+    assert out.shape == ref.shape
+    assert _rel_err(out, ref) < 1e-5
+    # keys needing no broadcast over the queries' batch: SDPA on 4-D inputs; else two matmuls
+    assert calls == ([] if q_batch == (3, 1) else [4])
+
+
+def test_sdpa_cut_off_keeps_small_reads_exact() -> None:
+    # Below the cut-off the read is the explicit softmax, bit for bit (the experiments' numbers).
+    K, V, Q = _data((5,), 200, 300, 16, 4)
+    assert 5 * 300 * 200 < sm._SDPA_MIN_ELEMENTS and 200 < sm._SDPA_MIN_N
+    mem = SlotMemory("dot", "softmax", beta=3.0)
+    mem.write(K, V)
+    assert torch.equal(mem.read(Q), torch.softmax((Q * 3.0) @ K.transpose(-1, -2), -1) @ V)
+    one = SlotMemory("dot", "softmax")
+    one.write(K, V)
+    assert torch.equal(one.read(Q), torch.softmax(Q @ K.transpose(-1, -2), -1) @ V)
 
 
 @settings(max_examples=20, deadline=None)
@@ -201,7 +226,7 @@ def test_float64_and_numpy_input_keep_dtype() -> None:
     assert mem.keys.dtype == torch.float64 and len(mem) == 7
     m32 = SlotMemory()
     m32.write(K.astype(np.float32), V.astype(np.float32))
-    # outputs follow the queries (DESIGN.md); the work is done in the memory's float32
+    # outputs follow the queries (docs/architecture.md); the work is done in the memory's float32
     assert m32.read(Q).dtype == torch.float64
     assert m32.keys.dtype == torch.float32
 

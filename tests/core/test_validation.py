@@ -68,3 +68,23 @@ def test_overflowing_sum_of_finite_values_is_accepted():
 def test_check_positive_rejects_bool():
     with pytest.raises(TypeError, match="beta: expected a positive number, got True"):
         check_positive(True, "beta")
+
+
+def test_broadcast_shapes_equals_torch() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from kvmem.core.validation import broadcast_shapes
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.lists(st.integers(0, 3), max_size=4), min_size=1, max_size=4))
+    def check(shapes: list[list[int]]) -> None:
+        try:
+            ref = torch.broadcast_shapes(*shapes)
+        except RuntimeError:
+            with pytest.raises(RuntimeError):
+                broadcast_shapes(*shapes)
+            return
+        assert broadcast_shapes(*shapes) == ref
+
+    check()

@@ -1,9 +1,9 @@
 """``MatrixMemory``: the primal (weight, correlation-matrix) key-value memory.
 
-SCIENCE.md 1.1 (Hebbian correlation-matrix memory) and 1.3 (delta rule, decay). The
+docs/science.md 1.1 (Hebbian correlation-matrix memory) and 1.3 (delta rule, decay). The
 memory is one matrix ``M [..., d_k, d_v]``; a read is ``q M``. It also keeps the keys and
 the *dual values* it has written, so ``to_slots()`` returns the exact dual
-``SlotMemory`` (dot similarity, identity separation, SCIENCE.md 1.2) whose reads equal
+``SlotMemory`` (dot similarity, identity separation, docs/science.md 1.2) whose reads equal
 this memory's reads.
 """
 
@@ -18,7 +18,9 @@ import torch
 
 from kvmem.core.validation import (
     as_float_tensor,
+    broadcast_shapes,
     check_dim,
+    check_finite,
     check_int_at_least,
     shape_str,
 )
@@ -48,6 +50,33 @@ def _dtype_name(dtype: torch.dtype | None) -> str | None:
     return None if dtype is None else str(dtype).removeprefix("torch.")
 
 
+# (device type, dtype) -> whether this backend's matmul turns every NaN / Inf of its inputs into a
+# non-finite output (decided once by _propagates_non_finite).
+_PROPAGATES: dict[tuple[str, torch.dtype], bool] = {}
+
+
+def _propagates_non_finite(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether ``a.mT @ b`` here is non-finite whenever ``a`` or ``b`` holds a NaN / Inf.
+
+    In exact IEEE arithmetic it is: a NaN or Inf entry ``a[n, i]`` makes every ``[i, j]`` of
+    the product NaN or +-Inf (``0 * Inf = NaN``), and likewise for ``b``. A BLAS that skips
+    zero multipliers would break that, so it is probed once per device type and dtype, with
+    the bad entry facing zeros only (the case such a shortcut would hide).
+    """
+    key = (device.type, dtype)
+    if key not in _PROPAGATES:
+        ok = True
+        for n, d_k, d_v in ((1, 1, 1), (5, 3, 2), (257, 64, 48)):
+            for bad in (float("nan"), float("inf")):
+                for side in (0, 1):
+                    a = torch.zeros(n, d_k, device=device, dtype=dtype)
+                    b = torch.zeros(n, d_v, device=device, dtype=dtype)
+                    (a if side == 0 else b)[n // 2, 0] = bad
+                    ok = ok and not bool(torch.isfinite(a.mT @ b).all())
+        _PROPAGATES[key] = ok
+    return _PROPAGATES[key]
+
+
 def _finite_number(value: Any, name: str, lo: float | None = None, hi: float | None = None):
     """A finite Python float (optionally inside ``[lo, hi]``) or a clear error naming ``name``."""
     if isinstance(value, bool):
@@ -66,7 +95,7 @@ def _finite_number(value: Any, name: str, lo: float | None = None, hi: float | N
 class MatrixMemory:
     """Correlation-matrix (primal) key-value memory with a Hebbian or delta-rule write.
 
-    SCIENCE.md 1.1, 1.3. Write (``rule="hebbian"``), for each pair in order,
+    docs/science.md 1.1, 1.3. Write (``rule="hebbian"``), for each pair in order,
 
         M_n = lambda_n M_{n-1} + eta_n k_n^T v_n;
 
@@ -129,6 +158,7 @@ class MatrixMemory:
         self._dtype_arg: torch.dtype | None = dtype
         self._device_arg = None if device is None else torch.device(device)
         self.keep_pairs = bool(keep_pairs)
+        self._lr_tensor: tuple[tuple[Any, ...], torch.Tensor] | None = None
         self._M0: torch.Tensor | None = None
         if M0 is not None:
             m0 = as_float_tensor(M0, "M0", min_ndim=2)
@@ -210,8 +240,9 @@ class MatrixMemory:
         what: str,
         dtype: torch.dtype | None,
         device: torch.device | None,
+        check_values: bool = True,
     ) -> torch.Tensor:
-        t = as_float_tensor(x, name, min_ndim=2)
+        t = as_float_tensor(x, name, min_ndim=2, check_values=check_values)
         check_dim(t, -1, width, name, what)
         return t.to(device=device or t.device, dtype=dtype or t.dtype)
 
@@ -219,7 +250,7 @@ class MatrixMemory:
         if self._batch is None:
             return batch
         try:
-            merged = torch.broadcast_shapes(self._batch, batch)
+            merged = broadcast_shapes(self._batch, batch)
         except RuntimeError:
             merged = None
         if merged != self._batch:
@@ -239,7 +270,7 @@ class MatrixMemory:
         lr: float | torch.Tensor | np.ndarray | None = None,
         decay: float | torch.Tensor | np.ndarray | None = None,
     ) -> MatrixMemory:
-        """Write N pairs in order (SCIENCE.md 1.1, 1.3); returns ``self``.
+        """Write N pairs in order (docs/science.md 1.1, 1.3); returns ``self``.
 
         ``keys [..., N, d_k]``, ``values [..., N, d_v]``; ``lr`` (eta) and ``decay``
         (lambda) default to the constructor's and may be a scalar or one value per item
@@ -248,22 +279,47 @@ class MatrixMemory:
         """
         # The first write fixes dtype and device (unless given); committed only once all
         # checks pass, so a rejected write leaves the memory as it was.
-        k = self._as_input(keys, "keys", self.d_k, "d_k", self._dtype, self._device)
-        v = self._as_input(values, "values", self.d_v, "d_v", k.dtype, k.device)
+        # Hebbian writes check keys and values for NaN / Inf through the product: M' is finite
+        # only if both are (see _propagates_non_finite), so the usual case costs no pass over
+        # them; a non-finite M' (bad input, or an overflow, accepted as before) runs the full
+        # checks, which name the argument. The delta rule checks its inputs up front.
+        dtype = self._dtype or (keys.dtype if isinstance(keys, torch.Tensor) else None)
+        device = self._device or (keys.device if isinstance(keys, torch.Tensor) else None)
+        late = (
+            self.rule == "hebbian"
+            and dtype is not None
+            and dtype.is_floating_point
+            and device is not None
+            and _propagates_non_finite(device, dtype)
+        )
+        k = self._as_input(
+            keys, "keys", self.d_k, "d_k", self._dtype, self._device, check_values=not late
+        )
+        v = self._as_input(
+            values, "values", self.d_v, "d_v", k.dtype, k.device, check_values=not late
+        )
         n = k.shape[-2]
         if v.shape[-2] != n:
             raise ValueError(
                 f"values: expected N = {n} items to match keys (shape [..., {n}, {self.d_v}]), "
                 f"got shape {shape_str(v.shape)}"
             )
-        eta = as_rate(self.lr if lr is None else lr, k, "lr")
+        if lr is None and self.rule == "hebbian":
+            # the memory's rate as a 0-d tensor, made once per value, dtype and device (the
+            # Hebbian write only reads it)
+            key = (self.lr, k.dtype, k.device)
+            if self._lr_tensor is None or self._lr_tensor[0] != key:
+                self._lr_tensor = (key, as_rate(self.lr, k, "lr"))
+            eta = self._lr_tensor[1]
+        else:
+            eta = as_rate(self.lr if lr is None else lr, k, "lr")
         assert eta is not None
         if decay is not None and not isinstance(decay, torch.Tensor | np.ndarray):
             decay = _finite_number(decay, "decay", 0.0, 1.0)  # as the constructor's decay
         lam = as_rate(self.decay if decay is None else decay, k, "decay")
         check_decay(lam)
         try:
-            batch = torch.broadcast_shapes(
+            batch = broadcast_shapes(
                 k.shape[:-2],
                 v.shape[:-2],
                 eta.shape[:-1] if eta.ndim else (),
@@ -279,6 +335,7 @@ class MatrixMemory:
         self._dtype, self._device = k.dtype, k.device
         if n == 0:
             return self
+        k_in, v_in = k, v
         if self.rule == "delta":
             _warn_if_unstable(eta, k)
         k_store = k.clone() if self.keep_pairs else k  # the caller may change k in place
@@ -293,19 +350,28 @@ class MatrixMemory:
         dual: torch.Tensor | None = None
         if self.rule == "hebbian" and not self.keep_pairs:
             # Only M is kept: with a scalar rate this scales the small [d_k, d_v] product
-            # instead of materialising diag(eta) V.
-            M = hebbian_write(M, k, v, eta, lam)
+            # instead of materialising diag(eta) V. The common case (scalar rate, no decay)
+            # is hebbian_write's own arithmetic, inlined: its argument checks were done above.
+            if lam is None and eta.ndim == 0:
+                M = M + eta * (k.mT @ v)
+            else:
+                M = hebbian_write(M, k, v, eta, lam)
         elif self.rule == "hebbian":
-            dual = hebbian_dual_values(v, eta, lam)  # Gamma_n eta_n v_n
+            # Gamma_n eta_n v_n (hebbian_dual_values; inlined for a scalar rate without decay)
+            dual = v * eta if lam is None and eta.ndim == 0 else hebbian_dual_values(v, eta, lam)
             if call_decay is not None:
                 M = M * call_decay[..., None, None]
-            # One matmul: M + K^T (diag(Gamma eta) V), SCIENCE.md 1.1.
+            # One matmul: M + K^T (diag(Gamma eta) V), docs/science.md 1.1.
             M = M + k.mT @ dual
         else:
             M, u = delta_write_chunked(M, k, v, eta, lam, chunk_size=self.chunk_size)
             if self.keep_pairs:
                 # Gamma_n u_n, Gamma_n = prod_{m>n} lambda_m: the decay after item n
                 dual = u if lam is None else u * later_decay(lam, n)[..., None]
+        # (a finite sum proves M finite; one that overflows only costs the full checks)
+        if late and not math.isfinite(M.detach().sum().item()):
+            check_finite(k_in, "keys")
+            check_finite(v_in, "values")
 
         self._M = M.expand(*batch, self.d_k, self.d_v).contiguous()
         self._batch = batch
@@ -323,7 +389,7 @@ class MatrixMemory:
         return self
 
     def read(self, queries: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Primal read ``v_hat = q M``: ``[..., Q, d_k] -> [..., Q, d_v]`` (SCIENCE.md 1.1).
+        """Primal read ``v_hat = q M``: ``[..., Q, d_k] -> [..., Q, d_v]`` (docs/science.md 1.1).
 
         Reading an empty memory returns zeros (or ``q M0``). The output has the queries'
         device and dtype; the product is computed on the memory's device in the wider
@@ -333,13 +399,15 @@ class MatrixMemory:
         check_dim(q, -1, self.d_k, "queries", "d_k")
         M = self.M
         try:
-            torch.broadcast_shapes(q.shape[:-2], M.shape[:-2])
+            broadcast_shapes(q.shape[:-2], M.shape[:-2])
         except RuntimeError:
             raise ValueError(
                 f"queries: expected leading (batch) dimensions that broadcast with the memory's "
                 f"{shape_str(M.shape[:-2])} (shape [..., Q, {self.d_k}]), "
                 f"got shape {shape_str(q.shape)}"
             ) from None
+        if q.dtype == M.dtype and q.device == M.device:
+            return q @ M  # the common case: no conversion either way
         work = torch.promote_types(q.dtype, M.dtype)
         out = q.to(device=M.device, dtype=work) @ M.to(work)
         return out.to(device=q.device, dtype=q.dtype)
@@ -400,7 +468,7 @@ class MatrixMemory:
             raise ValueError(f"{what}: the memory is empty; write at least one pair first")
 
     def to_slots(self, include_initial: bool = True) -> Any:
-        """The exact dual ``SlotMemory`` (dot similarity, identity separation; SCIENCE.md 1.2).
+        """The exact dual ``SlotMemory`` (dot similarity, identity separation; docs/science.md 1.2).
 
         Its keys are the written keys and its values the dual values, so
         ``to_slots().read(q) == read(q)`` (``q K^T U = q (M - Lambda M0)``). A nonzero
@@ -478,7 +546,7 @@ class MatrixMemory:
 
 
 def _warn_if_unstable(eta: torch.Tensor, keys: torch.Tensor) -> None:
-    """Warn when the delta rule's step overshoots: ``eta_n |k_n|^2 > 2`` (SCIENCE.md 1.3).
+    """Warn when the delta rule's step overshoots: ``eta_n |k_n|^2 > 2`` (docs/science.md 1.3).
 
     Each write multiplies the memory's component along ``k_n`` by ``1 - eta_n |k_n|^2``;
     beyond 2 in magnitude that factor exceeds 1 and repeated writes blow up. The result is

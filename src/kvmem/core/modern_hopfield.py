@@ -1,4 +1,4 @@
-"""Modern (continuous) Hopfield network of Ramsauer et al. 2021, SCIENCE.md 1.4.
+"""Modern (continuous) Hopfield network of Ramsauer et al. 2021, docs/science.md 1.4.
 
 Stored patterns are the rows of X ``[..., P, N]``; a state xi is a row vector ``[N]``.
 One update is softmax attention of the state over the stored patterns:
@@ -25,13 +25,13 @@ from typing import Any
 import torch
 
 from kvmem.core.hopfield import _as_cues, _as_mask, _as_patterns, _batch_shape, _StoredPatterns
-from kvmem.core.validation import check_int_at_least, check_positive
+from kvmem.core.validation import broadcast_shapes, check_int_at_least, check_positive
 
 __all__ = ["ModernHopfield"]
 
 
 class ModernHopfield(_StoredPatterns):
-    """Modern Hopfield network: xi <- softmax(beta xi X^T) X (SCIENCE.md 1.4).
+    """Modern Hopfield network: xi <- softmax(beta xi X^T) X (docs/science.md 1.4).
 
     Patterns ``[..., P, N]`` (any real values; leading dims = independent networks),
     optional ``mask [..., P]`` (bool) for padded loads; cues ``[..., Q, N]`` whose leading
@@ -50,6 +50,8 @@ class ModernHopfield(_StoredPatterns):
         self.tol = _check_tol(tol)
         self._x: torch.Tensor | None = None  # [..., P, N]
         self._mask: torch.Tensor | None = None  # [..., P] bool
+        self._facts_key: tuple[Any, ...] | None = None  # what _facts() was computed from
+        self._facts_val: tuple[bool, bool, float] = (True, False, 0.0)
 
     # ------------------------------------------------------------------ storage
     def store(self, patterns: Any, mask: Any = None) -> ModernHopfield:
@@ -72,17 +74,49 @@ class ModernHopfield(_StoredPatterns):
         """Stored patterns ``[..., P, N]`` (masked rows are zero)."""
         return self._stored()[0]
 
-    def _cues(self, cues: Any, name: str = "cues") -> torch.Tensor:
-        x, _ = self._stored()
+    def _cues(self, cues: Any, name: str = "cues", x: torch.Tensor | None = None) -> torch.Tensor:
+        if x is None:
+            x, _ = self._stored()
         c = _as_cues(cues, x.shape[-1], x, name=name)
-        _batch_shape(c.shape[:-2], x.shape[:-2], name=name)
+        _cue_batch(c.shape[:-2], x.shape[:-2], name=name)
         return c
+
+    def _facts(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[bool, bool, float]:
+        """``(all stored, some network empty, largest pattern norm)`` of the stored state.
+
+        Computed once per stored state (keyed on the tensors and their version counters, so
+        a new ``store`` or an in-place edit recomputes it) instead of once per update.
+        """
+        key = (x, x._version, mask, mask._version)
+        if self._facts_key is None or any(
+            a is not b if isinstance(a, torch.Tensor) else a != b
+            for a, b in zip(key, self._facts_key, strict=True)
+        ):
+            full = bool(mask.all())
+            empty = not full and bool((~mask.any(-1)).any())
+            norm = float(x.detach().float().norm(dim=-1).amax()) if x.numel() else 0.0
+            self._facts_key, self._facts_val = key, (full, empty, norm)
+        return self._facts_val
 
     # ------------------------------------------------------------------ read-out
     def _scores(self, c: torch.Tensor) -> torch.Tensor:
         x, mask = self._stored()
         s = c @ x.transpose(-1, -2)
         return s.masked_fill(~mask[..., None, :], float("-inf"))
+
+    def _weights(
+        self, c: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, full: bool, clean: bool
+    ) -> torch.Tensor:
+        """``_attention(c)`` without the passes that cannot change it.
+
+        ``full`` (nothing masked): ``masked_fill`` would fill nothing; ``clean``: NaN weights
+        are possible, so ``nan_to_num`` runs. Bit for bit the same weights.
+        """
+        s = c @ x.transpose(-1, -2)
+        if not full:
+            s = s.masked_fill(~mask[..., None, :], float("-inf"))
+        a = torch.softmax(self.beta * s.float(), dim=-1).to(s.dtype)
+        return torch.nan_to_num(a, nan=0.0) if clean else a
 
     def _attention(self, c: torch.Tensor) -> torch.Tensor:
         s = self._scores(c)
@@ -94,7 +128,7 @@ class ModernHopfield(_StoredPatterns):
     def scores(self, cues: Any) -> torch.Tensor:
         """Pre-separation match xi X^T: ``[..., Q, N] -> [..., Q, P]`` (masked: -inf).
 
-        The unnormalised key-query match (a feeling-of-knowing signal, SCIENCE.md 1.2).
+        The unnormalised key-query match (a feeling-of-knowing signal, docs/science.md 1.2).
         """
         return self._scores(self._cues(cues))
 
@@ -137,34 +171,71 @@ class ModernHopfield(_StoredPatterns):
         (bool), ``attention [..., Q, P]`` (the weights of each state's last update) and,
         with ``track_energy``, ``energy [T + 1, ..., Q]`` (initial state, then each update).
         """
-        x, _ = self._stored()
+        x, mask = self._stored()
         steps_max = (
             self.max_steps if max_steps is None else check_int_at_least(max_steps, 1, "max_steps")
         )
         tol_v = self.tol if tol is None else _check_tol(tol)
-        c = self._cues(cues)
-        batch = _batch_shape(c.shape[:-2], x.shape[:-2])
-        xi = c.expand(*batch, *c.shape[-2:]).clone()
-        steps = torch.zeros(xi.shape[:-1], dtype=torch.int64, device=xi.device)
-        converged = torch.zeros(xi.shape[:-1], dtype=torch.bool, device=xi.device)
+        c = self._cues(cues, x=x)
+        batch = _cue_batch(c.shape[:-2], x.shape[:-2])
+        shape = (*batch, *c.shape[-2:])
+        # The first update replaces every state, so a contiguous, full-shape cue needs no copy
+        # (a broadcast one is still materialised: the matmul then sees the same layout).
+        xi = c if c.shape == shape and c.is_contiguous() else c.expand(shape).clone()
+        full, empty, x_norm = self._facts(x, mask)
+        # NaN weights come only from an all -inf row (a network with nothing stored) or from
+        # scores that overflow: with finite inputs |xi . x_p| <= |xi| max_p |x_p|, and every
+        # state after the first is a convex combination of the patterns (|xi| <= max |x_p|).
+        # Where that bound (with a 2x margin for rounding) cannot overflow, nan_to_num would
+        # change nothing and is skipped.
+        # Bounding |xi| costs a pass over the cues (and a sync), worth it only on large reads
+        # with more patterns than units.
+        clean = empty or x.shape[-2] < 4 * x.shape[-1] or c.numel() * x.shape[-2] < 1 << 22
+        if not clean:
+            c_norm = float(c.detach().float().norm(dim=-1).amax()) if c.numel() else 0.0
+            bound = 2.0 * max(self.beta, 1.0) * max(c_norm, x_norm) * x_norm
+            clean = not bound < min(torch.finfo(x.dtype).max, torch.finfo(torch.float32).max)
+        steps = converged = None
+        if return_info or steps_max > 1:
+            steps = torch.zeros(xi.shape[:-1], dtype=torch.int64, device=xi.device)
+            converged = torch.zeros(xi.shape[:-1], dtype=torch.bool, device=xi.device)
+        any_converged = False
         last_att: torch.Tensor | None = None
         energies = [self._energy(xi)] if track_energy else []
-        for _ in range(steps_max):
-            att = self._attention(xi)
+        for step in range(steps_max):
+            att = self._weights(xi, x, mask, full, clean)
             new = att @ x
+            if not return_info and step == steps_max - 1:
+                if any_converged:
+                    assert converged is not None
+                    xi = torch.where(~converged[..., None], new, xi)
+                else:
+                    xi = new
+                if track_energy:
+                    energies.append(self._energy(xi))
+                break  # the last update: nothing reads the convergence test
+            assert converged is not None and steps is not None
             active = ~converged
             moved = (new - xi).abs().amax(-1)  # [..., Q]: largest change of this update
-            xi = torch.where(active[..., None], new, xi)
-            last_att = att if last_att is None else torch.where(active[..., None], att, last_att)
+            if any_converged:
+                xi = torch.where(active[..., None], new, xi)
+                if return_info:
+                    assert last_att is not None
+                    last_att = torch.where(active[..., None], att, last_att)
+            else:  # every state is still moving: where() would return new (att) itself
+                xi = new
+                last_att = att if return_info else None
             steps += active.to(torch.int64)
             converged |= moved <= tol_v
             if track_energy:
                 energies.append(self._energy(xi))
-            if bool(converged.all()):
+            n_conv = int(converged.sum())
+            if n_conv == converged.numel():
                 break
+            any_converged = n_conv > 0
         if not return_info:
             return xi
-        assert last_att is not None
+        assert last_att is not None and steps is not None
         info: dict[str, torch.Tensor] = {
             "steps": steps,
             "converged": converged,
@@ -187,6 +258,14 @@ class ModernHopfield(_StoredPatterns):
 
     def __repr__(self) -> str:
         return f"ModernHopfield(beta={self.beta}, max_steps={self.max_steps}, tol={self.tol})"
+
+
+def _cue_batch(cue_batch: torch.Size, mem_batch: torch.Size, name: str = "cues") -> torch.Size:
+    """``hopfield._batch_shape`` (the same result and error) without torch's slow broadcast."""
+    try:
+        return broadcast_shapes(cue_batch, mem_batch)
+    except RuntimeError:
+        return _batch_shape(cue_batch, mem_batch, name=name)  # raises the ValueError
 
 
 def _check_tol(tol: float) -> float:

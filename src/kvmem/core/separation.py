@@ -1,4 +1,4 @@
-"""Separation operators sigma(s): how sharply the best-matching memories win (SCIENCE.md 1.2).
+"""Separation operators sigma(s): how sharply the best-matching memories win (docs/science.md 1.2).
 
 Every operator maps scores ``[..., Q, N]`` (from a similarity kernel) to read weights of the
 same shape, acting along the last axis (over memories). The taxonomy follows Millidge et al.
@@ -75,7 +75,7 @@ def _check_theta(theta: Any) -> float:
 
 
 def identity(s: torch.Tensor) -> torch.Tensor:
-    """Identity (linear) separation ``sigma(s) = s`` (SCIENCE.md 1.1-1.2).
+    """Identity (linear) separation ``sigma(s) = s`` (docs/science.md 1.1-1.2).
 
     ``[..., Q, N] -> [..., Q, N]``. With the dot kernel the read ``sigma(q K^T) V = q (K^T V)``
     is the correlation-matrix memory.
@@ -86,7 +86,7 @@ def identity(s: torch.Tensor) -> torch.Tensor:
 def softmax(s: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
     """Softmax with inverse temperature: ``sigma(s)_n = exp(beta s_n) / sum_m exp(beta s_m)``.
 
-    ``[..., Q, N] -> [..., Q, N]``, rows sum to 1 (SCIENCE.md 1.2, 1.4 modern Hopfield). Large
+    ``[..., Q, N] -> [..., Q, N]``, rows sum to 1 (docs/science.md 1.2, 1.4 modern Hopfield). Large
     ``beta`` approaches ``hard_max``, small ``beta`` a uniform average (metastable mixtures).
     """
     beta = check_positive(beta, "beta")
@@ -97,28 +97,70 @@ def softmax(s: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
 def hard_max(s: torch.Tensor) -> torch.Tensor:
     """One-hot argmax ``sigma(s)_n = 1[n = argmax_m s_m]``; ties go to the first index.
 
-    ``[..., Q, N] -> [..., Q, N]`` (SCIENCE.md 1.2): perfect on clean cues, brittle under noise.
-    Piecewise constant, so it passes no gradient to the scores.
+    ``[..., Q, N] -> [..., Q, N]`` (docs/science.md 1.2): perfect on clean cues, brittle under
+    noise. Piecewise constant, so it passes no gradient to the scores.
     """
     s = _scores(s)
     idx = torch.argmax(s, dim=-1, keepdim=True)  # documented to return the first maximum
     return torch.zeros_like(s).scatter_(-1, idx, 1.0)
 
 
+# Rows shorter than this are sorted outright: for them one sort is cheaper than ``topk`` plus
+# the tie fix-up (both give the same result, so the cut-off only affects speed).
+_TOPK_MIN_N = 256
+
+
+def _first_k_sorted(s: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference: a *stable* descending sort keeps equal scores in index order."""
+    vals, idx = torch.sort(s, dim=-1, descending=True, stable=True)
+    return vals[..., :k], idx[..., :k]
+
+
+def _first_k_topk(s: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_first_k_sorted`` from ``torch.topk``: O(N) per row instead of a full sort.
+
+    ``torch.topk`` picks a correct set of the k largest but leaves ties in any order, and when
+    a tie straddles the cut it may keep a later index than the stable sort. So it takes the
+    ``k + 1`` largest: where the (k+1)-th differs from the k-th, the kept set is exactly the
+    stable sort's, and sorting those k by (score descending, index ascending) gives its order;
+    rows where they are equal (a tie across the cut) or NaN is at the cut are redone with the
+    stable sort. Same values and indices, bit for bit, as ``_first_k_sorted``.
+    """
+    n = s.shape[-1]
+    if k >= n:
+        return _first_k_sorted(s, k)
+    vals, idx = torch.topk(s, k + 1, dim=-1, largest=True, sorted=True)
+    kth, nxt = vals[..., k - 1], vals[..., k]
+    # Order the k kept: ascending index first, then a stable sort by score (k elements only).
+    idx, perm = torch.sort(idx[..., :k], dim=-1)
+    vals = vals[..., :k].gather(-1, perm)
+    vals, perm = torch.sort(vals, dim=-1, descending=True, stable=True)
+    idx = idx.gather(-1, perm)
+    redo = (nxt == kth) | torch.isnan(kth)  # [...]: rows the fast path may have got wrong
+    if bool(redo.any()):
+        rows = redo.reshape(-1).nonzero().squeeze(-1)
+        v_ref, i_ref = _first_k_sorted(s.reshape(-1, n).index_select(0, rows), k)
+        vals = vals.reshape(-1, k).index_copy(0, rows, v_ref).reshape(vals.shape)
+        idx = idx.reshape(-1, k).index_copy(0, rows, i_ref).reshape(idx.shape)
+    return vals, idx
+
+
 def _first_k(s: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` largest scores and their indices, ties broken towards the lower index.
 
     ``torch.topk`` leaves the order of ties unspecified; a *stable* descending sort keeps equal
-    scores in index order, so ``top_k(k=1)`` agrees with ``hard_max`` even on ties.
+    scores in index order, so ``top_k(k=1)`` agrees with ``hard_max`` even on ties. Long rows
+    use ``torch.topk`` with a fix-up that returns exactly the stable sort's result.
     """
-    vals, idx = torch.sort(s, dim=-1, descending=True, stable=True)
-    return vals[..., :k], idx[..., :k]
+    if s.shape[-1] < _TOPK_MIN_N or k >= s.shape[-1] or s.numel() == 0:
+        return _first_k_sorted(s, k)
+    return _first_k_topk(s, k)
 
 
 def top_k(s: torch.Tensor, k: int, beta: float | None = None) -> torch.Tensor:
     """Keep the ``k`` largest scores per row; weight them uniformly or by softmax.
 
-    ``[..., Q, N] -> [..., Q, N]`` (SCIENCE.md 1.2). With ``beta=None`` each kept memory gets
+    ``[..., Q, N] -> [..., Q, N]`` (docs/science.md 1.2). With ``beta=None`` each kept memory gets
     ``1/k``; otherwise ``sigma(s)_n = exp(beta s_n) / sum_{m in top k} exp(beta s_m)`` on the kept
     set and 0 elsewhere. ``k = 1`` equals ``hard_max``; ``k > N`` is clamped to ``N``. Ties at the
     cut are broken towards the lower index.
@@ -137,7 +179,7 @@ def top_k(s: torch.Tensor, k: int, beta: float | None = None) -> torch.Tensor:
 
 
 def polynomial(s: torch.Tensor, n: float = 2, normalize: bool = False) -> torch.Tensor:
-    """Rectified polynomial ``sigma(s)_n = max(0, s_n)^n`` (SCIENCE.md 1.2, 1.4).
+    """Rectified polynomial ``sigma(s)_n = max(0, s_n)^n`` (docs/science.md 1.2, 1.4).
 
     The separation of the dense associative memory. ``[..., Q, N] -> [..., Q, N]``. With
     ``normalize`` each row is divided by its sum (a row with no positive score stays all zero
@@ -154,7 +196,7 @@ def polynomial(s: torch.Tensor, n: float = 2, normalize: bool = False) -> torch.
 
 
 def threshold(s: torch.Tensor, theta: float = 0.0) -> torch.Tensor:
-    """Threshold ``sigma(s)_n = 1[s_n >= theta]`` (Kanerva's SDM activation, SCIENCE.md 1.2, 1.4).
+    """Threshold ``sigma(s)_n = 1[s_n >= theta]`` (Kanerva's SDM; docs/science.md 1.2, 1.4).
 
     ``[..., Q, N] -> [..., Q, N]`` of 0.0 / 1.0 in the scores' dtype; e.g. with scores equal to
     minus the Hamming distance, ``theta = -r`` activates every location within radius ``r``.
@@ -167,7 +209,7 @@ def threshold(s: torch.Tensor, theta: float = 0.0) -> torch.Tensor:
 def sparsemax(s: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
     """Sparsemax (Martins & Astudillo 2016): Euclidean projection of ``beta s`` onto the simplex.
 
-    ``[..., Q, N] -> [..., Q, N]`` (SCIENCE.md 1.2): ``sigma(s) = max(0, beta s - tau)`` with
+    ``[..., Q, N] -> [..., Q, N]`` (docs/science.md 1.2): ``sigma(s) = max(0, beta s - tau)`` with
     ``tau`` chosen so each row sums to 1. Exact, sort-based: with ``z`` sorted descending,
     ``k* = max{k : 1 + k z_(k) > sum_{j<=k} z_(j)}`` and
     ``tau = (sum_{j<=k*} z_(j) - 1) / k*``. Unlike softmax it gives exact zeros.

@@ -1,4 +1,4 @@
-"""``SlotMemory``: the dual ("slot", "attention") form of key-value memory (SCIENCE.md 1.2).
+"""``SlotMemory``: the dual ("slot", "attention") form of key-value memory (docs/science.md 1.2).
 
 Each write appends key-value pairs; a read returns
 
@@ -6,7 +6,8 @@ Each write appends key-value pairs; a read returns
 
 with ``S`` a similarity kernel (``kvmem.core.similarity``) and ``sigma`` a separation operator
 (``kvmem.core.separation``). With ``S = dot`` and ``sigma = identity`` this is exactly the
-correlation-matrix memory ``q M``, ``M = K^T V`` (SCIENCE.md 1.1): unnormalised linear attention.
+correlation-matrix memory ``q M``, ``M = K^T V`` (docs/science.md 1.1): unnormalised linear
+attention.
 
 Reads whose score matrix would be large are computed in chunks over the memories with bounded
 memory and the same result (online softmax for ``softmax``, running sums for the linear
@@ -35,6 +36,7 @@ from kvmem.core import separation as _sep
 from kvmem.core import similarity as _sim
 from kvmem.core.validation import (
     as_float_tensor,
+    broadcast_shapes,
     check_int_at_least,
     check_positive,
     shape_str,
@@ -57,13 +59,37 @@ _SEPARATION_ARG = {"k": "top_k", "n": "polynomial", "theta": "threshold"}
 _BETA_USERS = ("softmax", "sparsemax", "top_k")
 
 
-def _use_sdpa(device: torch.device) -> bool:
-    """Whether to hand dot-product softmax reads to ``F.scaled_dot_product_attention``.
+# On CPU, dot-product softmax reads go to ``F.scaled_dot_product_attention`` when the score
+# matrix has at least _SDPA_MIN_ELEMENTS elements (16 MiB in float32), or when there are at least
+# _SDPA_MIN_N memories and _SDPA_MIN_Q queries per batch element. Its fused kernel reads K and V
+# once in blocks and forms no [Q, N] score matrix: faster there (1.2-2.7x at Q >= 8, one thread,
+# torch 2.13) and bounded in memory (it replaces the chunked online softmax). With few queries
+# two matmuls and a softmax are as fast or faster (Q = 1: ~0.75x SDPA's time at N >= 1e5), and
+# they keep the exact numbers every experiment was run with: SDPA's blocked online softmax
+# agrees only to ~1e-6, so the cut-offs decide where the last bits change. The experiments' dot
+# softmax reads (robustness: N = 64 memories, 50 x 832 x 64 = 2.7e6 scores) stay below both,
+# and so does the docs' interference figure (N = Q <= 256).
+_SDPA_MIN_ELEMENTS = 1 << 22
+_SDPA_MIN_N = 512
+_SDPA_MIN_Q = 8
 
-    Only on CUDA, where fused kernels beat two matmuls. On CPU, two matmuls and a softmax measured
-    about 2x faster than SDPA in torch 2.13 (and SDPA's CPU kernel gave the same numbers to 1e-6).
+
+def _cpu_sdpa(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, batch: torch.Size) -> bool:
+    """Whether to hand a CPU dot-product softmax read to ``F.scaled_dot_product_attention``.
+
+    (On CUDA every unchunked one goes there, ``SlotMemory._softmax_dot``.) Only float32 reads
+    past the cut-offs above, whose stored keys and values need no broadcasting over the
+    queries' batch (SDPA would copy them) and have at most two batch dimensions, so they fit
+    the 4-D ``[B, H, N, d]`` layout of its fused CPU kernel as views.
     """
-    return device.type == "cuda"
+    if q.device.type != "cpu" or q.dtype != torch.float32 or len(batch) > 2:
+        return False
+    num_q, num_n = q.shape[-2], K.shape[-2]
+    if _numel(batch) * num_q * num_n < _SDPA_MIN_ELEMENTS and (
+        num_n < _SDPA_MIN_N or num_q < _SDPA_MIN_Q
+    ):
+        return False
+    return K.shape[:-2] == batch and V.shape[:-2] == batch
 
 
 def _numel(shape: torch.Size | tuple[int, ...]) -> int:
@@ -278,7 +304,7 @@ class SlotMemory:
         return self._values_cache
 
     def write(self, keys: Any, values: Any) -> None:
-        """Append pairs: keys ``[..., N, d_k]``, values ``[..., N, d_v]`` (SCIENCE.md 1.2).
+        """Append pairs: keys ``[..., N, d_k]``, values ``[..., N, d_v]`` (docs/science.md 1.2).
 
         The leading (batch) shape and N must agree between keys and values. The first write
         fixes ``d_k``, ``d_v``, the batch shape, device and dtype (keys and values promoted to a
@@ -364,7 +390,7 @@ class SlotMemory:
                 f"{shape_str(K.shape)}, got shape {shape_str(_caller_shape(queries, q))}"
             )
         try:
-            torch.broadcast_shapes(q.shape[:-2], K.shape[:-2])
+            broadcast_shapes(q.shape[:-2], K.shape[:-2])
         except RuntimeError:
             raise ValueError(
                 f"queries: leading shape {shape_str(q.shape[:-2])} does not broadcast with the "
@@ -378,7 +404,7 @@ class SlotMemory:
         return q, K, V, squeeze
 
     def scores(self, queries: Any) -> torch.Tensor:
-        """Pre-separation match ``S(q, K)``: ``[..., Q, d_k] -> [..., Q, N]`` (SCIENCE.md 1.2).
+        """Pre-separation match ``S(q, K)``: ``[..., Q, d_k] -> [..., Q, N]`` (docs/science.md 1.2).
 
         The feeling-of-knowing signal: how well the cue matches what is stored, without
         retrieving a value. A 1-D query ``[d_k]`` gives ``[..., N]``.
@@ -388,13 +414,13 @@ class SlotMemory:
         return _like_queries(s.squeeze(-2) if squeeze else s, queries)
 
     def attention(self, queries: Any) -> torch.Tensor:
-        """Read weights ``sigma(S(q, K))``: ``[..., Q, d_k] -> [..., Q, N]`` (SCIENCE.md 1.2)."""
+        """Read weights ``sigma(S(q, K))``: ``[..., Q, d_k] -> [..., Q, N]`` (science 1.2)."""
         q, K, _, squeeze = self._queries(queries)
         w = self._separation(self._similarity(q, K))
         return _like_queries(w.squeeze(-2) if squeeze else w, queries)
 
     def read(self, queries: Any) -> torch.Tensor:
-        """Retrieve ``v_hat = sigma(S(q, K)) V`` (SCIENCE.md 1.2).
+        """Retrieve ``v_hat = sigma(S(q, K)) V`` (docs/science.md 1.2).
 
         Queries ``[..., Q, d_k]`` give ``[..., Q, d_v]``. Leading dimensions of queries and
         memory broadcast; a 1-D query ``[d_k]`` gives ``[..., d_v]``. Large reads run in chunks
@@ -416,13 +442,20 @@ class SlotMemory:
             return None
         return max(1, _AUTO_CHUNK_ELEMENTS // max(rows, 1))
 
+    def _match(self, q: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+        """``S(q, K)``; the dot kernel's product directly (``q`` and ``K`` are already checked
+        and share a dtype, so ``similarity.dot``'s argument checks would only cost time)."""
+        if self._sim_name == "dot":
+            return q @ K.transpose(-1, -2)
+        return self._similarity(q, K)
+
     def _dot_scale(self) -> float:
         """The factor that turns ``q @ K^T`` into this memory's dot-type score."""
         assert self._d_k is not None
         return 1.0 / math.sqrt(self._d_k) if self._sim_name == "scaled_dot" and self._d_k else 1.0
 
     def _primal(self, K: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
-        """``M = K^T V`` ``[..., d_k, d_v]`` (SCIENCE.md 1.1), cached unless it carries a graph."""
+        """``M = K^T V`` ``[..., d_k, d_v]`` (docs/science.md 1.1), cached unless it has a graph."""
         # With autograd on, recompute: a cached M with a graph would break a second backward
         # (MmBackward saves K and V), and one cached under no_grad would carry no gradient.
         if torch.is_grad_enabled() and (K.requires_grad or V.requires_grad):
@@ -433,7 +466,7 @@ class SlotMemory:
 
     def _read(self, q: torch.Tensor, K: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
         sim, sep = self._sim_name, self._sep_name
-        batch = torch.broadcast_shapes(q.shape[:-2], K.shape[:-2])
+        batch = broadcast_shapes(q.shape[:-2], K.shape[:-2])
         num_q, num_n = q.shape[-2], K.shape[-2]
         d_k, d_v = K.shape[-1], V.shape[-1]
         dot_like = sim in ("dot", "scaled_dot")
@@ -444,6 +477,9 @@ class SlotMemory:
             if num_q * num_n * (d_k + d_v) > d_k * d_v * (num_n + num_q):
                 return (q * self._dot_scale()) @ self._primal(K, V)
 
+        if sep == "softmax" and dot_like and self.chunk_size is None and _cpu_sdpa(q, K, V, batch):
+            # Large CPU reads: the fused kernel is faster and has bounded memory of its own.
+            return self._sdpa(q, K, V, batch)
         chunk = self._chunk_len(batch, num_q, num_n)
         if sep == "softmax" and chunk is not None:
             return self._stream_softmax(q, K, V, chunk)
@@ -462,12 +498,29 @@ class SlotMemory:
     ) -> torch.Tensor:
         """``softmax(beta * scale * q K^T) V`` as two matmuls (or fused SDPA on CUDA)."""
         scale = (self.beta if self.beta is not None else 1.0) * self._dot_scale()
-        if _use_sdpa(q.device):
+        if q.device.type == "cuda":
             qe = q.expand(*batch, *q.shape[-2:])
             Ke = K.expand(*batch, *K.shape[-2:])
             Ve = V.expand(*batch, *V.shape[-2:])
             return F.scaled_dot_product_attention(qe, Ke, Ve, scale=scale)
-        return torch.softmax((q * scale) @ K.transpose(-1, -2), dim=-1) @ V
+        return torch.softmax(_scaled(q, scale) @ K.transpose(-1, -2), dim=-1) @ V
+
+    def _sdpa(
+        self, q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, batch: torch.Size
+    ) -> torch.Tensor:
+        """``softmax(beta * scale * q K^T) V`` by ``F.scaled_dot_product_attention`` on CPU.
+
+        Inputs are lifted to the 4-D ``[B, H, N, d]`` layout its fused kernel needs, by views
+        (``_cpu_sdpa`` checked that K and V need no broadcasting); only the queries are
+        expanded over the batch. Output ``[*batch, Q, d_v]``.
+        """
+        scale = (self.beta if self.beta is not None else 1.0) * self._dot_scale()
+        lift = (1,) * (2 - len(batch))
+        qe = q.expand(*batch, *q.shape[-2:]).reshape(*lift, *batch, *q.shape[-2:])
+        Ke = K.reshape(*lift, *K.shape) if lift else K
+        Ve = V.reshape(*lift, *V.shape) if lift else V
+        out = F.scaled_dot_product_attention(qe, Ke, Ve, scale=scale)
+        return out.reshape(*batch, *out.shape[-2:])
 
     def _stream_softmax(
         self, q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, chunk: int
@@ -480,7 +533,7 @@ class SlotMemory:
         """
         beta = self.beta if self.beta is not None else 1.0
         dot_like = self._sim_name in ("dot", "scaled_dot")
-        qs = q * (beta * self._dot_scale()) if dot_like else q  # fold beta into the [Q, d] side
+        qs = _scaled(q, beta * self._dot_scale()) if dot_like else q  # fold beta into [Q, d]
         # In-place exponentials save two [Q, chunk] passes, but only without autograd and on
         # scores this method owns (a user kernel may return a tensor it keeps).
         inplace = (dot_like or beta != 1.0 or self._sim_name is not None) and not (
@@ -553,7 +606,14 @@ class SlotMemory:
         kk = 1 if self._sep_name == "hard_max" else min(int(self.k or 1), num_n)
         best_s = best_i = None
         for start in range(0, num_n, chunk):
-            s = self._similarity(q, K[..., start : start + chunk, :])
+            s = self._match(q, K[..., start : start + chunk, :])
+            if best_s is None and start + s.shape[-1] == num_n:
+                # One chunk holding every memory: positions are the memory indices.
+                if kk == 1:
+                    best_s, best_i = s.max(dim=-1, keepdim=True)  # first maximum wins ties
+                else:
+                    best_s, best_i = _sep._first_k(s, kk)
+                break
             idx = torch.arange(start, start + s.shape[-1], device=s.device).expand(s.shape)
             if best_s is not None:
                 assert best_i is not None
@@ -570,8 +630,13 @@ class SlotMemory:
         else:
             w = torch.full_like(best_s, 1.0 / kk)
         num_q, d_v = q.shape[-2], V.shape[-1]
-        Vb = V.expand(*batch, num_n, d_v).unsqueeze(-3).expand(*batch, num_q, num_n, d_v)
-        rows = torch.gather(Vb, -2, best_i.unsqueeze(-1).expand(*batch, num_q, kk, d_v))
+        if V.ndim == 2 and not (V.requires_grad and torch.is_grad_enabled()):
+            # [..., Q, kk, d_v]: the same copies as the gather below, in one op (kept off the
+            # autograd path, whose backward would accumulate into V differently)
+            rows = V[best_i]
+        else:
+            Vb = V.expand(*batch, num_n, d_v).unsqueeze(-3).expand(*batch, num_q, num_n, d_v)
+            rows = torch.gather(Vb, -2, best_i.unsqueeze(-1).expand(*batch, num_q, kk, d_v))
         return (w.unsqueeze(-2) @ rows).squeeze(-2)
 
     def _by_query_blocks(
@@ -662,6 +727,13 @@ class SlotMemory:
         return f"SlotMemory(similarity={sim!r}, separation={sep!r}{extras}{shape})"
 
 
+def _scaled(q: torch.Tensor, scale: float) -> torch.Tensor:
+    """``q * scale``, skipping the multiply when ``scale == 1``: ``x * 1.0`` is ``x`` bit for bit,
+    and a contiguous ``q`` is laid out as the product would be, so the matmul that follows sees
+    the same input either way."""
+    return q if scale == 1.0 and q.is_contiguous() else q * scale
+
+
 def _caller_shape(original: Any, converted: torch.Tensor) -> tuple[int, ...]:
     """The shape the caller passed (before a 1-D query was lifted to ``[1, d_k]``)."""
     shape = getattr(original, "shape", None)
@@ -680,7 +752,7 @@ def _own(t: torch.Tensor, original: Any) -> torch.Tensor:
 
 
 def _like_queries(out: torch.Tensor, queries: Any) -> torch.Tensor:
-    """Give ``out`` the device and floating dtype of the caller's queries (DESIGN.md)."""
+    """Give ``out`` the device and floating dtype of the caller's queries (docs/architecture.md)."""
     if isinstance(queries, torch.Tensor):
         dtype = queries.dtype if queries.is_floating_point() else out.dtype
         return out.to(device=queries.device, dtype=dtype)

@@ -1,0 +1,47 @@
+"""``kvmem.bench_ops``: the operation rows run, are well formed, and each pair agrees."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from kvmem.bench import Row
+from kvmem.bench_ops import OP_ROW_NAMES, interleaved, op_rows
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[Row]:
+    return op_rows(quick=True)
+
+
+def test_rows_are_well_formed(rows: list[Row]) -> None:
+    assert tuple(r.name for r in rows) == OP_ROW_NAMES  # fixed names, quick or not
+    for r in rows:
+        assert isinstance(r, Row) and r.shape and r.note
+        if r.note.startswith("faiss not installed"):
+            assert r.speedup is None and r.status == ""
+            continue
+        assert r.status in ("ok", "MISS") and r.target
+        if r.name != "softmax_read_memory":
+            assert r.seconds > 0 and r.speedup is not None and r.speedup > 0
+            assert "kvmem/peer = " in r.note
+            ratio = float(r.note.split("kvmem/peer = ")[1].split()[0])
+            assert math.isclose(ratio, 1 / r.speedup, rel_tol=0.02, abs_tol=0.006)  # 2 decimals
+
+
+def test_peers_agree(rows: list[Row]) -> None:
+    for r in rows:
+        if r.note.startswith("faiss not installed"):
+            continue
+        assert r.max_error is not None, r.name
+        # SDPA's blocked softmax agrees to rounding; every other pair is the same arithmetic
+        tol = 1e-4 if r.name.startswith("softmax_read") else 1e-5
+        assert r.max_error <= tol, (r.name, r.max_error)
+
+
+def test_interleaved_times_every_function() -> None:
+    calls: list[str] = []
+    t, out = interleaved({"a": lambda: calls.append("a") or 1, "b": lambda: 2}, repeats=5, inner=2)
+    assert set(t) == {"a", "b"} and all(v >= 0 for v in t.values())
+    assert out == {"a": 1, "b": 2} and calls.count("a") == 1 + 5 * 2
