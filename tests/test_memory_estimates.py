@@ -22,7 +22,7 @@ from kvmem.errors import ConfigError
 from kvmem.experiments import base
 
 #: Experiments whose ``estimate_bytes`` is being written by another change right now.
-PENDING = {"kv-optimization", "keys-vs-values"}
+PENDING = {"keys-vs-values"}
 
 HUGE = 10**9
 

@@ -1,8 +1,19 @@
 """The ``Result`` record of one experiment run, its JSON form and atomic file writes.
 
-``result.json`` is a contract (DESIGN.md): keys ``experiment``, ``config``, ``metrics``,
+``result.json`` is a contract (docs/architecture.md): keys ``experiment``, ``config``, ``metrics``,
 ``series`` and ``provenance``. Every write goes to a temporary file in the target folder
 and is then renamed over the target, so an interrupted run leaves the last good file.
+
+Compact by construction: each series is written on one line by the C JSON encoder (an
+indented dump goes through the pure-Python encoder, seconds for trajectories), and a
+*large* series (a regular array of >= ``SIDECAR_MIN_SIZE`` numbers in >= 2 dimensions,
+e.g. the key trajectories of Figure 2) goes to a sidecar ``series.npz`` beside
+``result.json``: the JSON keeps a reference ``{"npz": FILE, "key": NAME, "shape": [...],
+"dtype": ...}`` under the series' name and ``provenance["outputs"]`` lists the sidecar's
+sha256 (as it lists the figures'). The 1-D curves (every contract series) stay inline.
+:meth:`Result.load` reads the sidecar back (``numpy.load(allow_pickle=False)``) into the
+same lists the JSON would have held, bit for bit, so a loaded result is the same whether
+or not a sidecar was used.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ from typing import Any
 from kvmem.errors import ResultFileError
 
 __all__ = [
+    "SIDECAR_MIN_SIZE",
     "Result",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -29,6 +41,10 @@ __all__ = [
     "provenance",
     "to_jsonable",
 ]
+
+
+#: Series of at least this many numbers, in >= 2 dimensions, are stored in ``series.npz``.
+SIDECAR_MIN_SIZE = 10_000
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -144,14 +160,40 @@ class Result:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1, allow_nan=False)
+        """Strict JSON text of :meth:`to_dict` (every series inline, one line each)."""
+        return _dumps(self.to_dict())
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write ``result.json`` atomically; ``path`` is a file or a folder."""
+        """Write ``result.json`` atomically; ``path`` is a file or a folder.
+
+        Large series go to the sidecar (``series.npz`` beside ``result.json``; for another
+        file name ``STEM.json``, ``STEM.series.npz``), written atomically before the JSON
+        that lists it. A sidecar of an earlier save that this one does not need is removed.
+        """
         path = Path(path)
         if path.suffix != ".json":
             path = path / "result.json"
-        atomic_write_text(path, self.to_json() + "\n")
+        d = self.to_dict()
+        sidecar = path.with_name(
+            "series.npz" if path.name == "result.json" else f"{path.stem}.series.npz"
+        )
+        arrays = _split_sidecar(d["series"], sidecar.name)
+        if arrays:
+            import hashlib
+
+            data = _npz_bytes(arrays)
+            atomic_write_bytes(sidecar, data)
+            if not isinstance(self.provenance.get("outputs"), dict):
+                self.provenance["outputs"] = {}
+            outputs = self.provenance["outputs"]
+            outputs[sidecar.name] = hashlib.sha256(data).hexdigest()
+            d["provenance"]["outputs"] = to_jsonable(outputs)
+        elif isinstance(self.provenance.get("outputs"), dict):
+            self.provenance["outputs"].pop(sidecar.name, None)
+            d["provenance"]["outputs"] = to_jsonable(self.provenance["outputs"])
+        atomic_write_text(path, _dumps(d) + "\n")
+        if not arrays and sidecar.exists():
+            sidecar.unlink(missing_ok=True)  # stale: no longer referenced by the JSON
         return path
 
     @classmethod
@@ -214,8 +256,133 @@ class Result:
                 f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); "
                 "the file may be truncated"
             ) from None
-        return cls.from_dict(data, source=str(path))
+        result = cls.from_dict(data, source=str(path))
+        _join_sidecar(result, path)
+        return result
 
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+# ----------------------------------------------------------------------------- file format
+
+
+def _dumps(d: dict[str, Any]) -> str:
+    """``d`` (a :meth:`Result.to_dict`) as strict JSON: indented sections, one series a line.
+
+    The C encoder runs only without ``indent``; the small sections (config, metrics,
+    provenance) keep the indented layout for people, each series is one compact line.
+    """
+    parts = []
+    for key, value in d.items():
+        if key == "series" and isinstance(value, dict) and value:
+            body = ",\n".join(
+                f"  {json.dumps(k)}: {json.dumps(v, allow_nan=False)}" for k, v in value.items()
+            )
+            text = "{\n" + body + "\n }"
+        else:
+            # newlines occur in indented JSON only between tokens (strings escape theirs)
+            text = json.dumps(value, indent=1, allow_nan=False).replace("\n", "\n ")
+        parts.append(f" {json.dumps(key)}: {text}")
+    return "{\n" + ",\n".join(parts) + "\n}"
+
+
+def _sidecar_array(value: Any) -> Any:
+    """``value`` (JSON-ready) as a numpy array when it is a large regular array of floats
+    only or ints only, so that ``array.tolist()`` gives back ``value`` exactly; else None."""
+    if not (isinstance(value, list) and value and isinstance(value[0], list)):
+        return None
+    import numpy as np
+
+    try:
+        obj = np.array(value, dtype=object)
+    except ValueError:  # ragged
+        return None
+    if obj.ndim < 2 or obj.size < SIDECAR_MIN_SIZE:
+        return None
+    kinds = set(map(type, obj.flat))
+    if kinds == {float}:
+        return obj.astype(np.float64)
+    if kinds == {int}:
+        try:
+            return obj.astype(np.int64)
+        except OverflowError:
+            return None
+    return None  # None (a non-finite value), bool, str or a mix: stays in the JSON
+
+
+def _npz_bytes(arrays: dict[str, Any]) -> bytes:
+    """``arrays`` as a compressed ``.npz``; the same arrays give the same bytes (numpy
+    writes its zip members with the fixed default timestamp of ``zipfile.ZipInfo``)."""
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def _split_sidecar(series: dict[str, Any], file_name: str) -> dict[str, Any]:
+    """Move the large series of ``series`` (in place) to arrays; returns the arrays."""
+    arrays = {}
+    for name, value in series.items():
+        arr = _sidecar_array(value)
+        if arr is not None:
+            key = f"s{len(arrays)}"  # npz member names stay plain whatever the series name
+            arrays[key] = arr
+            series[name] = {
+                "npz": file_name,
+                "key": key,
+                "shape": list(arr.shape),
+                "dtype": str(arr.dtype),
+            }
+    return arrays
+
+
+def _is_ref(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"npz", "key", "shape", "dtype"}
+
+
+def _join_sidecar(result: Result, path: Path) -> None:
+    """Replace the sidecar references in ``result.series`` by the stored lists.
+
+    Raises ``ResultFileError`` when the sidecar is missing, does not match the sha256 that
+    ``result.json`` lists for it (a later, interrupted run replaced it) or lacks an array.
+    """
+    refs = {k: v for k, v in result.series.items() if _is_ref(v)}
+    if not refs:
+        return
+    import hashlib
+    import io
+
+    import numpy as np
+
+    loaded: dict[str, Any] = {}
+    for name, ref in refs.items():
+        file_name = str(ref["npz"])
+        if Path(file_name).name != file_name:
+            raise ResultFileError(f"{path}: series {name!r} names a sidecar outside its folder")
+        if file_name not in loaded:
+            side = path.parent / file_name
+            try:
+                data = side.read_bytes()
+            except OSError:
+                raise ResultFileError(
+                    f"{path}: series {name!r} is stored in {file_name}, which is missing"
+                ) from None
+            expected = result.provenance.get("outputs", {}).get(file_name)
+            if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+                raise ResultFileError(
+                    f"{path}: {file_name} does not match result.json (replaced by another run?)"
+                )
+            try:
+                with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                    loaded[file_name] = {k: npz[k] for k in npz.files}
+            except (OSError, ValueError) as err:
+                raise ResultFileError(f"{path}: {file_name} cannot be read ({err})") from None
+        arr = loaded[file_name].get(str(ref["key"]))
+        if arr is None or list(arr.shape) != list(ref["shape"]):
+            raise ResultFileError(f"{path}: {file_name} lacks series {name!r} as listed")
+        result.series[name] = arr.tolist()

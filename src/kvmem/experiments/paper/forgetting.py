@@ -1,6 +1,6 @@
 """Paper Figure 3: forgetting as retrieval failure, and recovery by memory reactivation.
 
-SCIENCE.md 3.2. A 784 -> 64 -> 4 ReLU network without biases holds two copies of each
+docs/science.md 3.2. A 784 -> 64 -> 4 ReLU network without biases holds two copies of each
 layer: Task-1 weights (``in1``, ``out1``) and Task-2 weights (``in2``, ``out2``); the net
 computes ``out = relu(x W_in1^T beta + x W_in2^T) W_out1^T beta + relu(...) W_out2^T``.
 Task 1 (MNIST 0/1) trains the Task-1 weights with the Task-2 weights at zero; Task 2
@@ -37,16 +37,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
 from torch import nn
 
 from kvmem.data.bundled import Tasks, load_forgetting_tasks
 from kvmem.experiments.base import Claim, ProgressFactory, null_progress, single_thread
 from kvmem.results import Result
+
+if TYPE_CHECKING:  # matplotlib is imported by plot() only: a run without a figure skips it
+    from matplotlib.figure import Figure
 
 __all__ = [
     "CLAIMS",
@@ -90,11 +92,11 @@ N_CLASSES = 4
 
 @dataclass(frozen=True)
 class Config:
-    """Forgetting and recovery (SCIENCE.md 3.2); the defaults are the published protocol.
+    """Forgetting and recovery (docs/science.md 3.2); the defaults are the published protocol.
 
     ``mode="weights"`` is the published implementation (two weight copies, scaled by beta);
     ``mode="dual"`` materialises the key-value pairs written by every SGD step
-    (SCIENCE.md 1.6; ``kvmem.experiments.paper.forgetting_dual``). ``data_dir``: a folder of
+    (docs/science.md 1.6; ``kvmem.experiments.paper.forgetting_dual``). ``data_dir``: a folder of
     MNIST / Fashion-MNIST IDX files to use instead of the bundled arrays (layout in
     :func:`kvmem.data.bundled.load_forgetting_tasks`).
     """
@@ -133,7 +135,12 @@ def estimate_bytes(config: Config) -> dict[str, int]:
     """
     weights = 2 * N_INPUT * config.hidden + 2 * config.hidden * N_CLASSES
     activations = 2 * 12_665 * config.hidden
-    return {"hidden": 4 * (6 * weights + activations)}
+    parts = {"hidden": 4 * (6 * weights + activations)}
+    if config.mode == "dual":  # the recorded key-value pairs of every SGD step
+        from kvmem.experiments.paper.forgetting_dual import estimate_dual_bytes
+
+        parts = {**parts, **estimate_dual_bytes(config)}
+    return parts
 
 
 def quick(config: Config) -> Config:
@@ -156,7 +163,7 @@ class TwoTaskNet(nn.Module):
 
     exactly the arithmetic (and order) of the published ``SuperpositionMLPModel.forward``,
     where ``beta`` is called ``weight_task_one``. Because every layer is linear, scaling the
-    layer outputs by ``beta`` equals scaling the Task-1 weights (and hence, by SCIENCE.md
+    layer outputs by ``beta`` equals scaling the Task-1 weights (and hence, by docs/science.md
     1.6, every Task-1 key-value pair together with the initial weights) by ``beta``.
     """
 
@@ -405,6 +412,8 @@ def plot(result: Result) -> Figure:
 
         return plot_dual(result)
     s = result.series
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     ax_a, ax_b = fig.subplots(1, 2)
 

@@ -1,6 +1,6 @@
 """Paper Figure 2: keys and values optimised differently (A: 2 classes, B: 3 classes).
 
-SCIENCE.md 3.1. ``N = classes * memories_per_class`` memories, each a free 2-D key
+docs/science.md 3.1. ``N = classes * memories_per_class`` memories, each a free 2-D key
 ``k_i`` and a free 2-D value ``v_i``, and a class ``c(i)`` with a target feature
 ``t_i`` (A: class 0 -> (1, 0), class 1 -> (0, 1); B adds class 2 -> (1, 1)). Every memory
 queries the memory with its own key and must read out its own class feature:
@@ -22,7 +22,7 @@ Every detail follows the authors' notebooks ``2classes_key_value_optimization.ip
 - scores ``K.detach().mm(K.T) * 2 ** -0.5`` with ``Softmax(dim=0)`` and output
   ``A.T @ sigmoid(V)``: the *stored* keys ``k_i`` (the side the softmax runs over) are
   detached, and the gradient flows through the key used as the *query* ``k_j``. Note that
-  SCIENCE.md 3.1 says the opposite ("the query side is detached"); kvmem follows the
+  docs/science.md 3.1 says the opposite ("the query side is detached"); kvmem follows the
   published code, which is what reproduces the published figure;
 - the gradients are never zeroed: ``loss.backward()`` accumulates, so Adam sees the running
   sum of all per-step gradients (``accumulate_gradients=True``, the default; ``False`` is
@@ -57,16 +57,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from torch import nn
 
 from kvmem import metrics
 from kvmem.experiments.base import Claim, ProgressFactory, null_progress, single_thread
 from kvmem.results import Result
+
+if TYPE_CHECKING:  # matplotlib is imported by plot() only: a run without a figure skips it
+    from matplotlib.figure import Figure
 
 __all__ = [
     "CLAIMS",
@@ -80,6 +82,7 @@ __all__ = [
     "value_error",
     "retrieval_loss",
     "train",
+    "estimate_bytes",
     "quick",
     "run",
     "plot",
@@ -100,7 +103,7 @@ _SAFE_NORM = 20.0
 
 @dataclass(frozen=True)
 class Config:
-    """Key-value optimisation (SCIENCE.md 3.1); the defaults are the published protocol.
+    """Key-value optimisation (docs/science.md 3.1); the defaults are the published protocol.
 
     ``steps=None`` means the published length: 5,000 steps for 2 classes, 10,000 for 3.
     ``trajectory_every``: keep a snapshot of keys and values every this many steps for the
@@ -148,6 +151,25 @@ class Config:
         return max(1, self.n_steps // 100)
 
 
+def estimate_bytes(config: Config) -> dict[str, int]:
+    """Peak memory of a run by the field that drives it (``check_memory`` refuses too big).
+
+    The ``[N, N]`` score and gradient matrices (float32, a few copies), the loss curve, and
+    the kept trajectory snapshots of keys and values (``[snapshots, N, 2]`` each, plus the
+    JSON lists they become); checked within 2x of the measured peak of the defaults.
+    """
+    c, d = config, Config(classes=config.classes)
+    n = c.classes * c.memories_per_class
+    snaps = c.n_steps // c.snapshot_every + 2
+    need = 4 * 8 * n * n + 40 * c.n_steps + snaps * n * (2 * 2 * 4 + 2 * 150)
+    grown = {
+        "memories_per_class": (c.memories_per_class / d.memories_per_class) ** 2,
+        "steps": c.n_steps / d.n_steps,
+        "trajectory_every": snaps / (d.n_steps // d.snapshot_every + 2),
+    }
+    return {max(grown, key=grown.__getitem__): need}
+
+
 def quick(config: Config) -> Config:
     """300 steps: the same experiment, shrunk for smoke tests."""
     return replace(config, steps=300)
@@ -187,7 +209,7 @@ def make_problem(classes: int, memories_per_class: int = 100, seed: int = 42) ->
 
 
 def key_separability(keys: torch.Tensor, classes: torch.Tensor) -> float:
-    """Between-class over within-class scatter of the keys (DESIGN.md), in float64.
+    """Between-class over within-class scatter of the keys (docs/architecture.md), in float64.
 
     ``sum_c n_c |mu_c - mu|^2 / sum_i |k_i - mu_{c(i)}|^2`` for keys ``[N, d]`` and integer
     classes ``[N]``: ``kvmem.metrics.key_separability`` as a Python float.
@@ -469,6 +491,8 @@ def plot(result: Result) -> Figure:
         ("keys", np.asarray(s["key_trajectory"])),
         ("sigmoid(values)", np.asarray(s["value_trajectory"])),
     )
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(12, 7.6), layout="constrained")
     axes = fig.subplots(2, 3)
     for r, (label, traj) in enumerate(rows):
