@@ -1,7 +1,7 @@
 """kvmem: key-value memory models of the brain.
 
 Implements, reproduces and extends Gershman, Fiete & Irie, "Key-value memory in the
-brain" (Neuron 2025). See ``SCIENCE.md`` sections cited in each docstring.
+brain" (Neuron 2025). See ``docs/science.md`` sections cited in each docstring.
 
 >>> import kvmem
 >>> mem = kvmem.SlotMemory(similarity="dot", separation="softmax", beta=8.0)

@@ -1,4 +1,4 @@
-"""The ``kvmem`` command line (DESIGN.md, "Command line", a contract).
+"""The ``kvmem`` command line (docs/architecture.md, "Contracts").
 
     kvmem list
     kvmem show NAME
