@@ -137,3 +137,25 @@ def test_plot_on_bad_results_is_one_line_exit_2(tmp_path, content) -> None:
 
 def test_empty_out_is_refused() -> None:
     assert_one_line_error(run_cli("run", "generalization", "--quick", "--out", ""), "--out")
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.0])
+def test_ctrl_c_while_libraries_load_prints_no_traceback(tmp_path, delay) -> None:
+    """SIGINT early (torch still importing) or later (running): exit 130, one line, no trace."""
+    import os
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kvmem.cli", "run", "keys-vs-values", "--out", str(tmp_path / "o")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert "Traceback" not in err, err
+    assert "interrupted" in err and len(err.strip().splitlines()) == 1, err
