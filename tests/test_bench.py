@@ -25,6 +25,7 @@ def test_quick_bench_writes_json_with_every_row(tmp_path, capsys):
     names = [r["name"] for r in doc["rows"]]
     assert names == list(bench.ROW_NAMES)
     assert doc["quick"] is True and doc["peak_gflops"] > 0
+    from kvmem.bench_hopfield import HOPFIELD_ROW_NAMES
     from kvmem.bench_ops import OP_ROW_NAMES  # checked in test_bench_ops.py
 
     doc["rows"] = [r for r in doc["rows"] if r["name"] not in OP_ROW_NAMES]
@@ -38,6 +39,7 @@ def test_quick_bench_writes_json_with_every_row(tmp_path, capsys):
         "hebbian_write_vs_loop",
         "dual_read_vs_loop",
         *LAYER_SPEEDUP_ROWS,
+        *HOPFIELD_ROW_NAMES,
     }
     targets = [r["name"] for r in doc["rows"] if r["target"]]
     assert targets == [

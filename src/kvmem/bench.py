@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from kvmem.bench_hopfield import HOPFIELD_ROW_NAMES, hopfield_rows
 from kvmem.bench_ops import OP_ROW_NAMES, op_rows
 from kvmem.core.matrix_memory import MatrixMemory
 from kvmem.core.slot_memory import SlotMemory
@@ -54,6 +55,7 @@ ROW_NAMES: tuple[str, ...] = (
     "fast_weight_delta_vs_paper_chunked_long",
     "kv_attention_vs_sdpa",
     *OP_ROW_NAMES,
+    *HOPFIELD_ROW_NAMES,
 )
 
 
@@ -359,6 +361,8 @@ def run(quick: bool = False, progress: Callable[[str], None] | None = None) -> l
     rows += _layer_rows(quick, rep, rep_big, peak, say)
     say("operations against their peers (SDPA, topk, bare tensor ops)")
     rows += op_rows(quick)
+    say("ClassicalHopfield asynchronous sweeps against a plain numpy loop")
+    rows += hopfield_rows(quick)
 
     # The peak again: if other processes took the cores during the run, the two disagree
     # and every "% peak" above is suspect (flagged in the note and by main()).

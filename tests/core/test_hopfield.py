@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from kvmem.core.hopfield import ClassicalHopfield
+import kvmem.core.hopfield as hopfield_module
+from kvmem.core.hopfield import ClassicalHopfield, _sign_int, _sign_keep, _sweep_cpu, _sweep_torch
 from support.patterns import flip_bits, pm1
 
 
@@ -255,3 +258,170 @@ def test_asynchronous_equals_unit_by_unit_reference(zero_diagonal: bool) -> None
     assert torch.equal(info["steps"], ref_steps)
     assert int(info["steps"].max()) > int(info["steps"].min())  # rows finish at different sweeps
     assert bool(info["converged"].all())
+
+
+# ------------------------------------------------------------------ exactness of the fast paths
+# The asynchronous sweep (event mode for few flipping rows, step mode for many) and the
+# synchronous working set must give bit for bit what the defining loops give.
+
+SETTINGS = settings(max_examples=30, deadline=None)
+
+
+def _random_problem(seed: int, b: int, q: int, n: int, p: int, zero_frac: float):
+    """Networks ``[b, p, n]`` (random loads by mask), cues ``[b, q, n]`` near stored
+    patterns with some entries flipped and ``zero_frac`` of them unknown (0)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 2, (b, p, n), generator=g).float() * 2 - 1
+    mask = torch.rand(b, p, generator=g) < 0.8
+    mask[:, 0] = True
+    cues = x[:, torch.randint(0, p, (q,), generator=g)].clone()
+    cues[torch.rand(cues.shape, generator=g) < 0.25] *= -1
+    cues[torch.rand(cues.shape, generator=g) < zero_frac] = 0
+    return x, mask, cues
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 2**16),
+    b=st.integers(1, 3),
+    q=st.integers(1, 6),
+    n=st.integers(1, 24),
+    p=st.integers(1, 8),
+    zero_frac=st.sampled_from([0.0, 0.3, 1.0]),
+    zero_diagonal=st.booleans(),
+    event_rows=st.sampled_from([0, 1, 3, 10**6]),
+)
+def test_asynchronous_equals_reference_on_random_shapes(
+    seed, b, q, n, p, zero_frac, zero_diagonal, event_rows
+) -> None:
+    x, mask, cues = _random_problem(seed, b, q, n, p, zero_frac)
+    mem = ClassicalHopfield(dynamics="asynchronous", zero_diagonal=zero_diagonal)
+    mem.store(x, mask)
+    c = (mem.weights.double() * n).round()
+    # event_rows = 0: always step mode; 10**6: always event mode; in between: both, by sweep
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(hopfield_module, "_EVENT_ROWS", event_rows)
+        out, info = mem.retrieve(cues, return_info=True, generator=seed, max_steps=30)
+    ref, ref_steps = _reference_asynchronous(c, cues, seed=seed, max_steps=30)
+    assert torch.equal(out.double(), ref)
+    assert torch.equal(info["steps"], ref_steps)
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 2**16),
+    a=st.integers(1, 5),
+    n=st.integers(1, 20),
+    event_rows=st.sampled_from([0, 10**6]),
+)
+def test_numpy_sweep_equals_torch_sweep(seed, a, n, event_rows) -> None:
+    # The CPU sweep (NumPy views) and the device-independent torch loop, on the same rows,
+    # orders and fields (one network per row, float64 integer sums).
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 2, (a, 3, n), generator=g).double() * 2 - 1
+    c = x.transpose(-1, -2) @ x
+    c.diagonal(dim1=-2, dim2=-1).zero_()
+    s = torch.randint(-1, 2, (a, n), generator=g).double()
+    fields = (s[:, None] @ c).squeeze(1)
+    c_flat = c.reshape(-1, n)
+    base = torch.arange(a) * n
+    rows = torch.arange(a)
+    order = torch.rand(a, n, generator=g).argsort(-1)
+    s2, f2 = s.clone(), fields.clone()
+    moved = _sweep_torch(s2, f2, c_flat, base, rows, order)
+    s1, f1 = s.clone(), fields.clone()
+    changed = _sweep_cpu(
+        s1.numpy(),
+        f1.numpy(),
+        c_flat.numpy(),
+        base.numpy(),
+        rows.numpy(),
+        order.numpy(),
+        event_rows=event_rows,
+    )
+    assert torch.equal(s1, s2) and torch.equal(f1, f2)
+    assert torch.equal(torch.from_numpy(changed), moved)
+    assert torch.equal(f1, (s1[:, None] @ c).squeeze(1))  # the fields stay s C
+
+
+@SETTINGS
+@given(
+    h=st.lists(st.integers(-(2**24) + 1, 2**24 - 1), min_size=1, max_size=30),
+    seed=st.integers(0, 2**16),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+)
+def test_integer_tie_rule_equals_sign_keep(h, seed, dtype) -> None:
+    hh = torch.tensor(h, dtype=dtype)
+    hh[:: max(1, len(h) // 3)] = 0  # ties
+    s = torch.randint(-1, 2, hh.shape, generator=torch.Generator().manual_seed(seed)).to(dtype)
+    assert torch.equal(_sign_int(hh.clone(), s), _sign_keep(hh, s))
+
+
+def _reference_synchronous(
+    c: torch.Tensor, cues: torch.Tensor, max_steps: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Synchronous sign dynamics cue by cue (the defining loop, float64): every unit at once,
+    s <- sign(s C) with the tie rule, until an update changes nothing."""
+    b_n, q_n, n = cues.shape
+    out = torch.zeros(b_n, q_n, n, dtype=torch.float64)
+    steps = torch.zeros(b_n, q_n, dtype=torch.int64)
+    for b in range(b_n):
+        for q in range(q_n):
+            s = torch.sign(cues[b, q].double())
+            for _ in range(max_steps):
+                new = _sign_keep(s @ c[b], s)
+                if torch.equal(new, s):
+                    break
+                s = new
+                steps[b, q] += 1
+            out[b, q] = s
+    return out, steps
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 2**16),
+    b=st.integers(1, 7),
+    q=st.integers(1, 5),
+    n=st.integers(1, 24),
+    p=st.integers(1, 12),
+    zero_frac=st.sampled_from([0.0, 0.6]),
+    zero_diagonal=st.booleans(),
+)
+def test_synchronous_equals_reference_on_random_shapes(
+    seed, b, q, n, p, zero_frac, zero_diagonal
+) -> None:
+    # Networks converge after different numbers of updates (random loads), so the working
+    # set of still-live networks shrinks and is gathered again along the way.
+    x, mask, cues = _random_problem(seed, b, q, n, p, zero_frac)
+    mem = ClassicalHopfield(zero_diagonal=zero_diagonal).store(x, mask)
+    c = (mem.weights.double() * n).round()
+    out, info = mem.retrieve(cues, return_info=True, max_steps=25)
+    ref, ref_steps = _reference_synchronous(c, cues, max_steps=25)
+    assert torch.equal(out.double(), ref)
+    # a 2-cycle never converges: count only rows the reference saw settle
+    settled = info["converged"]
+    assert torch.equal(info["steps"][settled], ref_steps[settled])
+
+
+def test_synchronous_working_set_matches_reference() -> None:
+    # 12 networks of 40 units: 9 hold one pattern (their cues settle in one update), 3 hold
+    # 4, 6 and 30 (overloaded: many updates): after the first update fewer than half are
+    # live, so only a gathered working set is updated, and it shrinks again as the loads of
+    # 4 and 6 settle.
+    n, p = 40, 30
+    x = pm1(12, p, n, seed=21)
+    mask = torch.zeros(12, p, dtype=torch.bool)
+    mask[:9, 0] = True
+    mask[9, :4] = True
+    mask[10, :6] = True
+    mask[11] = True
+    cues = flip_bits(x[:, [0, 0, 0, 0]], 12, seed=22)  # 4 cues of pattern 0 per network
+    mem = ClassicalHopfield(max_steps=60).store(x, mask)
+    c = (mem.weights.double() * n).round()
+    out, info = mem.retrieve(cues, return_info=True)
+    ref, ref_steps = _reference_synchronous(c, cues, max_steps=60)
+    assert torch.equal(out.double(), ref)
+    settled = info["converged"]
+    assert torch.equal(info["steps"][settled], ref_steps[settled])
+    assert int(info["steps"][9:].max()) >= 3 and int(info["steps"][:9].max()) <= 1

@@ -115,6 +115,8 @@ def _as_cues(cues: Any, n_units: int, like: torch.Tensor, name: str = "cues") ->
 
 def _batch_shape(cue_batch: torch.Size, mem_batch: torch.Size, name: str = "cues") -> torch.Size:
     """Broadcast the cues' leading dims against the networks' batch dims."""
+    if cue_batch == mem_batch:  # the usual case (torch.broadcast_shapes costs ~0.1 ms)
+        return torch.Size(mem_batch)
     try:
         return torch.broadcast_shapes(cue_batch, mem_batch)
     except RuntimeError:
@@ -454,14 +456,7 @@ class ClassicalHopfield:
         s = torch.sign(c).expand(*batch, *c.shape[-2:]).contiguous()  # a fresh tensor
         gen = _make_generator(generator, self._generator)
         if dyn == "synchronous":
-
-            def step(st: torch.Tensor, nets: torch.Tensor | None) -> torch.Tensor:
-                c_sel = c_mat if nets is None else c_mat.reshape(-1, *c_mat.shape[-2:])[nets]
-                return _sign_keep(st @ c_sel, st)
-
-            def update(s: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
-                return _synchronous(s, live, c_mat.shape[:-2], step)
-
+            update = _synchronous_update(s, c_mat)
         else:
             n = self.n_units
             # Row i of network b sits at flat row b * N + i of C viewed as [networks * N, N];
@@ -497,42 +492,36 @@ class ClassicalHopfield:
     ) -> torch.Tensor:
         """One asynchronous sweep over the ``live`` rows of ``s [R, N]``; returns changed ``[R]``.
 
-        Every (network, cue) row gets its own random unit order; the loop over the N
-        positions of the order is the dynamics itself, each step vectorised over the live
-        rows. ``fields [R, N]`` holds s C and is updated (by a row of C) only where a unit
-        flips, so a step costs O(1) per row plus O(N) per flip. Rows that are not live
-        sit at a fixed point (their last sweep changed nothing) and are skipped; their
-        unit orders are still drawn, so the generator's stream, and thus every result,
-        does not depend on which rows are skipped. ``c_flat [networks * N, N]`` holds C's
-        rows, ``base [R]`` each row's first row there. The fields are exact integers, so
-        this equals recomputing C_i . s at every step.
+        Every (network, cue) row gets its own random unit order and its units are updated
+        one at a time in that order, s_i <- sign(h_i) with h = s C (ties as in the class
+        docstring); ``fields [R, N]`` holds h and is updated (by a row of C) only where a
+        unit flips. Rows that are not live sit at a fixed point (their last sweep changed
+        nothing) and are skipped; their unit orders are still drawn, so the generator's
+        stream, and thus every result, does not depend on which rows are skipped.
+        ``c_flat [networks * N, N]`` holds C's rows, ``base [R]`` each row's first row
+        there. The fields are exact integers, so this equals recomputing C_i . s at every
+        step. On the CPU the steps run on NumPy views of the same memory
+        (:func:`_sweep_cpu`, a few cheap operations per unit); elsewhere a step-by-step
+        torch loop (:func:`_sweep_torch`).
         """
-        n = s.shape[-1]
         changed = torch.zeros(s.shape[0], dtype=torch.bool, device=s.device)
         rows = live.nonzero().squeeze(-1)
-        order = _random_orders(s.shape[0], n, gen, rows)  # [A, N]
+        order = _random_orders(s.shape[0], s.shape[-1], gen, rows)  # [A, N]
         if rows.numel() == 0:
             return changed
-        # States in each row's visiting order: column k of ``sp`` is the unit the row updates
-        # at step k, still in its starting state (each unit is visited once per sweep).
-        sp = s[rows].gather(-1, order)
-        new_p = torch.empty_like(sp)
-        h = fields[rows]  # [A, N], unit order
-        c_row = base[rows][:, None] + order  # [A, N]: row of C_flat of each (row, step)
-        moved_any = torch.zeros(rows.numel(), dtype=torch.bool, device=s.device)
-        for k in range(n):
-            old = sp[:, k]
-            new = _sign_keep(h.gather(-1, order[:, k : k + 1]).squeeze(-1), old)
-            new_p[:, k] = new
-            diff = new - old
-            moved = diff != 0
-            if bool(moved.any()):
-                idx = moved.nonzero().squeeze(-1)
-                h.index_add_(0, idx, diff[idx].unsqueeze(-1) * c_flat[c_row[:, k][idx]])
-                moved_any |= moved
-        s[rows] = torch.empty_like(new_p).scatter_(-1, order, new_p)
-        fields[rows] = h
-        changed[rows] = moved_any
+        if s.device.type == "cpu" and c_flat.dtype in (torch.float32, torch.float64):
+            changed[rows] = torch.from_numpy(
+                _sweep_cpu(
+                    s.numpy(),
+                    fields.numpy(),
+                    c_flat.numpy(),
+                    base[rows].numpy(),
+                    rows.numpy(),
+                    order.numpy(),
+                )
+            )
+        else:
+            changed[rows] = _sweep_torch(s, fields, c_flat, base, rows, order)
         return changed
 
     # ------------------------------------------------------------------ persistence
@@ -573,3 +562,209 @@ class ClassicalHopfield:
             f"ClassicalHopfield(n_units={self.n_units}, dynamics={self.dynamics!r}, "
             f"max_steps={self.max_steps}, zero_diagonal={self.zero_diagonal})"
         )
+
+
+# ----------------------------------------------------------------------------------------
+# Synchronous updates of ClassicalHopfield
+# ----------------------------------------------------------------------------------------
+
+
+def _sign_int(h: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """``_sign_keep(h, s)`` for integer-valued fields ``h`` (overwritten in place).
+
+    For integer h and s in {-1, 0, +1}, ``sign(h + s / 4 + 1 / 8)`` is sign(h) when
+    h != 0 (|s / 4 + 1 / 8| < 1), s when h = 0 and s != 0, and +1 when h = s = 0: the tie
+    rule. The sums are rounded, but rounding never moves a value across 0, so this is
+    exact (float32 below 2**24, float64 below 2**53) in three in-place passes.
+    """
+    return h.add_(s, alpha=0.25).add_(0.125).sign_()
+
+
+def _synchronous_update(
+    s: torch.Tensor, c_mat: torch.Tensor
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The synchronous ``update(s, live)`` of ``_iterate`` for states ``s [*B, Q, N]``.
+
+    One update is s <- sign(s C) with the tie rule (``_sign_int``; the fields s C are
+    exact integers). A network (entry of the leading dims) none of whose rows is live sits
+    at a fixed point, where recomputing it changes nothing; so all networks are computed
+    while at least half are live, and after that only a working set of networks, with
+    their C gathered once and shrunk (gathered again) only when fewer than half of it is
+    still live, so the copies of C cost about one C in all. Each network's product is its
+    own (exact) matrix product, so what else is computed does not change its result.
+    """
+    q, n = s.shape[-2:]
+    flat = s.view(-1, q, n)
+    groups = flat.shape[0]
+    mem_batch = c_mat.shape[:-2]
+    net_of = (
+        torch.arange(math.prod(mem_batch), device=s.device)
+        .reshape(mem_batch)
+        .expand(s.shape[:-2])
+        .reshape(-1)
+    )
+    c_nets = c_mat.reshape(-1, n, n)
+    work: dict[str, torch.Tensor] = {}  # "idx" [W] networks of ``flat``, "c" [W, N, N]
+
+    def update(s: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
+        live_net = live.reshape(-1, q).any(-1)  # [G]
+        if "idx" not in work:
+            if 2 * int(live_net.sum()) >= groups:
+                new = _sign_int(s @ c_mat, s)
+                changed = (new != s).any(-1)
+                s.copy_(new)
+                return changed
+            work["idx"] = idx = live_net.nonzero().squeeze(-1)
+            work["c"] = c_nets[net_of[idx]]
+        else:
+            keep = live_net[work["idx"]]
+            if 2 * int(keep.sum()) < keep.numel():
+                work["idx"], work["c"] = work["idx"][keep], work["c"][keep]
+        idx = work["idx"]
+        old = flat[idx]
+        new = _sign_int(old @ work["c"], old)
+        changed = torch.zeros(groups, q, dtype=torch.bool, device=s.device)
+        changed[idx] = (new != old).any(-1)
+        flat[idx] = new
+        return changed.view(s.shape[:-1])
+
+    return update
+
+
+# ----------------------------------------------------------------------------------------
+# Asynchronous sweeps of ClassicalHopfield
+# ----------------------------------------------------------------------------------------
+
+#: At most this many rows still flipping: advance each row to its own next flip
+#: (``_sweep_cpu``'s event mode) instead of stepping all rows through every unit.
+_EVENT_ROWS = 48
+
+
+def _sweep_cpu(
+    s: np.ndarray,
+    fields: np.ndarray,
+    c_flat: np.ndarray,
+    base: np.ndarray,
+    rows: np.ndarray,
+    order: np.ndarray,
+    event_rows: int | None = None,
+) -> np.ndarray:
+    """One exact asynchronous sweep of ``rows [A]`` of ``s [R, N]`` in place; changed ``[A]``.
+
+    ``order [A, N]`` is each row's unit order, ``fields [R, N]`` = s C (exact integers,
+    updated in place), ``c_flat`` C's rows, ``base [A]`` each row's first row there.
+
+    Each unit is visited once per sweep, so until a row's first flip its units would all
+    be updated from the fields at the sweep's start: ``sign(h_u)`` against the state at
+    the start tells, for every row at once, where (if anywhere) that row first changes.
+    Rows that change nothing are done (no steps at all: this is every row's last sweep).
+    The rest run the sequential dynamics exactly, in one of two ways:
+
+    - event mode (few rows, at most ``event_rows``): each row jumps to its own next flip,
+      applies it (h += delta C_u) and looks ahead again from there, so a sweep costs one
+      vectorised look-ahead per flip instead of one step per unit;
+    - step mode: all rows step through the positions of their orders together, from the
+      first position where any of them changes; a step is a gather of the fields, a sign
+      and, for the rows that flip, one row of C added to their fields.
+
+    Tie rule as integers: for integer h and a state s in {-1, 0, +1},
+    ``sign(h + s / 4 + 1 / 8)`` is sign(h) when h != 0 (|s / 4 + 1 / 8| < 1), s when h = 0
+    and s != 0, and +1 when h = s = 0: exactly ``_sign_keep`` (the sum is rounded but
+    never changes sign, in float32 below 2**24 and float64 alike).
+    """
+    limit = _EVENT_ROWS if event_rows is None else event_rows
+    n = s.shape[-1]
+    a_n = rows.shape[0]
+    sr = s[rows]  # [A, N] states in unit order (a copy, written back at the end)
+    h = fields[rows]  # [A, N] fields in unit order (a copy, written back at the end)
+    sp = np.take_along_axis(sr, order, -1)  # sweep-start states in visiting order
+    bias = sp * 0.25 + 0.125  # tie rule (see above), per visiting position
+    # look-ahead from the sweep's start: the first position where each row changes
+    new_p = np.sign(np.take_along_axis(h, order, -1) + bias)
+    flips = new_p != sp
+    first = flips.argmax(-1)
+    todo = np.flatnonzero(flips[np.arange(a_n), first])
+    changed = np.zeros(a_n, dtype=bool)
+    changed[todo] = True
+    if todo.size == 0:
+        return changed
+    if todo.size <= limit:
+        # event mode: per row, apply the next flip, then look ahead from the position after
+        # it. The fields are kept in visiting order (``hv``, the same sums element by
+        # element) and the arrays of the rows still flipping are compacted as rows finish.
+        pos = np.arange(n)
+        act, j = todo, first[todo]
+        o, st, bi, b = order[act], sp[act], bias[act], base[act]
+        hv = np.take_along_axis(h[act], o, -1)
+        look = new_p[act]
+        while True:
+            ar = np.arange(act.size)
+            u = o[ar, j]
+            new = look[ar, j]
+            sr[act, u] = new
+            hv += (new - st[ar, j])[:, None] * c_flat[(b + u)[:, None], o]
+            look = np.sign(hv + bi)
+            fl = (look != st) & (pos > j[:, None])
+            j = fl.argmax(-1)
+            more = fl[ar, j]
+            if not more.all():
+                fin = ~more
+                h[act[fin][:, None], o[fin]] = hv[fin]  # back to unit order
+                if not more.any():
+                    break
+                act, j, o, st, bi, b = act[more], j[more], o[more], st[more], bi[more], b[more]
+                hv, look = hv[more], look[more]
+    else:
+        # step mode: rows in ``todo`` step together from the first position that changes
+        ar = np.arange(todo.size)
+        o, b, bi, st = order[todo], base[todo], bias[todo], sp[todo]
+        hh, ss = h[todo], sr[todo]
+        c_rows = b[:, None] + o  # [T, N]: row of c_flat of each (row, step)
+        for k in range(int(first[todo].min()), n):
+            new = np.sign(hh[ar, o[:, k]] + bi[:, k])
+            delta = new - st[:, k]
+            moved = np.flatnonzero(delta)
+            if moved.size:
+                ss[moved, o[moved, k]] = new[moved]
+                hh[moved] += delta[moved, None] * c_flat[c_rows[moved, k]]
+        h[todo], sr[todo] = hh, ss
+    s[rows] = sr
+    fields[rows] = h
+    return changed
+
+
+def _sweep_torch(
+    s: torch.Tensor,
+    fields: torch.Tensor,
+    c_flat: torch.Tensor,
+    base: torch.Tensor,
+    rows: torch.Tensor,
+    order: torch.Tensor,
+) -> torch.Tensor:
+    """The sweep of ``_sweep_cpu`` step by step in torch (any device); changed ``[A]``.
+
+    The loop over the N positions of the orders is the dynamics itself, each step
+    vectorised over the live rows; only the rows whose unit flips get a row of C added.
+    """
+    n = s.shape[-1]
+    # States in each row's visiting order: column k of ``sp`` is the unit the row updates
+    # at step k, still in its starting state (each unit is visited once per sweep).
+    sp = s[rows].gather(-1, order)
+    new_p = torch.empty_like(sp)
+    h = fields[rows]  # [A, N], unit order
+    c_row = base[rows][:, None] + order  # [A, N]: row of C_flat of each (row, step)
+    moved_any = torch.zeros(rows.numel(), dtype=torch.bool, device=s.device)
+    with torch.no_grad():
+        for k in range(n):
+            old = sp[:, k]
+            new = _sign_keep(h.gather(-1, order[:, k : k + 1]).squeeze(-1), old)
+            new_p[:, k] = new
+            diff = new - old
+            moved = diff != 0
+            if bool(moved.any()):
+                idx = moved.nonzero().squeeze(-1)
+                h.index_add_(0, idx, diff[idx].unsqueeze(-1) * c_flat[c_row[:, k][idx]])
+                moved_any |= moved
+        s[rows] = torch.empty_like(new_p).scatter_(-1, order, new_p)
+        fields[rows] = h
+    return moved_any

@@ -298,3 +298,41 @@ def test_chunk_plan_covers_each_score_once_in_small_pieces(sizes: list[int]) -> 
         # after step i the first ns[i] x ns[i] block is complete, nothing beyond it
         n = ns[i]
         assert bool((seen[:n, :n] == 1).all()) and int(seen.sum()) == n * n
+
+
+@pytest.mark.parametrize(
+    ("m", "k", "n"),
+    [
+        (1, 784, 10),
+        (10, 784, 10),
+        (25, 784, 2000),
+        (12, 784, 4000),
+        (50, 2000, 1000),
+        (490, 784, 10),
+        (1000, 64, 1000),
+        (200, 200, 784),
+    ],
+)
+def test_matmul_per_corruption_is_bitwise_the_broadcast_product(m: int, k: int, n: int) -> None:
+    # The run's score and read products (_dot, the softmax read) must equal torch's
+    # broadcast ``a @ b`` exactly, on the block shapes the protocol uses (small row blocks
+    # included, where another arrangement of the same products changes the BLAS kernel).
+    g = torch.Generator().manual_seed(m + k + n)
+    a = torch.rand(3, 3, m, k, generator=g)
+    items = torch.rand(3, n, k, generator=g)
+    assert torch.equal(kvv._dot(a, items), dot(a, items))
+    b = torch.rand(3, k, n, generator=g)[:, :, : max(1, n // 2)]  # a strided view, as V[:, :n]
+    assert torch.equal(kvv._matmul_c(a, b), a @ b)
+
+
+@pytest.mark.parametrize(("m", "n"), [(1, 10), (10, 10), (25, 2000), (12, 4000), (490, 10)])
+def test_manhattan_by_coordinates_is_bitwise_cdist(m: int, n: int) -> None:
+    # The coordinate-by-coordinate L1 must be neg_manhattan (cdist) exactly, on MNIST-like
+    # items and noisy / zeroed queries of the protocol's block shapes.
+    g = torch.Generator().manual_seed(m * n)
+    items = torch.randint(0, 256, (3, n, 784), generator=g).float() / 255.0
+    q = torch.rand(3, 3, m, 784, generator=g)
+    q[0] += torch.randn(q[0].shape, generator=g)  # noise
+    q[1, ..., 392:] = 0.0  # masked
+    expected = neg_manhattan(q, items.expand(3, *items.shape))
+    assert torch.equal(kvv._neg_manhattan(q, items), expected)

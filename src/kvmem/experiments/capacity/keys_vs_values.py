@@ -133,7 +133,6 @@ import torch
 from matplotlib.figure import Figure
 
 from kvmem.core import separation as sep
-from kvmem.core import similarity as sim
 from kvmem.core.key_maps import CenteredKeys, ExpansionKWTAKeys, KeyMap, WhitenedKeys
 from kvmem.data.bundled import load_mnist_test10k
 from kvmem.data.patterns import add_gaussian_noise, drop_pixels, mask_bottom_half
@@ -144,6 +143,7 @@ from kvmem.results import Result
 
 __all__ = [
     "CLAIMS",
+    "estimate_bytes",
     "NAME",
     "DESCRIPTION",
     "Config",
@@ -261,6 +261,29 @@ class Config:
             raise ValueError(f"learned_steps: expected an integer >= 0, got {self.learned_steps}")
 
 
+def estimate_bytes(config: Config) -> dict[str, int]:
+    """Peak memory of a run by the field that drives it (``check_memory`` refuses too big).
+
+    Per seed: the stored images and their corrupted cues (float32 ``[n, 784]`` per
+    corruption), the ``[n, n]`` score matrices of each method and corruption, the
+    expansion codes ``[n, expansion_units]``, the whitening and learned maps; plus the
+    10,000 bundled test images. Checked within 2x of the measured peak of the defaults.
+    """
+    c, d = config, Config()
+    n, u, dim = max(c.n_stored), c.expansion_units, 784
+    per_seed = 4 * (2 * 3 * n * dim + n * dim) + 8 * n * n + 4 * 4 * 3 * n * n
+    per_seed += 4 * 3 * 4 * n * u + 8 * 3 * dim * dim + 4 * 3 * c.n_experience * dim
+    per_seed += 4 * 4 * n * c.learned_dim
+    grown = {
+        "n_seeds": c.n_seeds / d.n_seeds,
+        "n_stored": (n / max(d.n_stored)) ** 2,
+        "expansion_units": c.expansion_units / d.expansion_units,
+        "n_experience": c.n_experience / d.n_experience,
+        "learned_dim": c.learned_dim / d.learned_dim,
+    }
+    return {max(grown, key=grown.__getitem__): 3 * 4 * 10_000 * dim + c.n_seeds * per_seed}
+
+
 def quick(config: Config) -> Config:
     """Two seeds, N = 10, 50, 200, a smaller expansion and a short key-learning run."""
     return replace(
@@ -321,7 +344,9 @@ def _mixture(config: Config):  # noqa: ANN202 - a closure handed to the key lear
 # ----------------------------------------------------------------------------- scoring
 
 
-def _auto_scores(name: str, queries: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+def _auto_scores(
+    name: str, queries: torch.Tensor, items: torch.Tensor, items_t: torch.Tensor | None = None
+) -> torch.Tensor:
     """Key = value scores ``[C, S, Q, N]`` of queries ``[C, S, Q, D]`` against items ``[S, N, D]``.
 
     Euclidean scores are ``-sqrt(|q|^2 + |x|^2 - 2 q.x)`` (a BLAS matmul; the library's
@@ -329,15 +354,63 @@ def _auto_scores(name: str, queries: torch.Tensor, items: torch.Tensor) -> torch
     distances, >= 1 apart for distinct images, the difference is ~1e-6 relative).
     """
     if name == "dot":
-        return sim.dot(queries, items)
+        return _dot(queries, items, items_t)
     if name == "manhattan":
-        return sim.neg_manhattan(queries, items.expand(queries.shape[0], *items.shape))
+        return _neg_manhattan(queries, items)
     if name == "euclidean":
         q2 = (queries * queries).sum(-1, keepdim=True)
         x2 = (items * items).sum(-1).unsqueeze(-2)
-        d2 = (q2 + x2 - 2.0 * sim.dot(queries, items)).clamp_min(0.0)
+        d2 = (q2 + x2 - 2.0 * _dot(queries, items, items_t)).clamp_min(0.0)
         return -d2.sqrt()
     raise ValueError(f"similarity: unknown {name!r}")
+
+
+def _matmul_c(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` for ``a [C, S, M, K]`` and ``b [S, K, N]`` (broadcast over C): ``[C, S, M, N]``.
+
+    The value of torch's broadcast product, bit for bit: that product copies ``b`` once
+    per C into a contiguous ``[C * S, K, N]`` and runs one batched product; here ``b`` is
+    made contiguous once and the same per-seed products ``[M, K] @ [K, N]`` run as one
+    batched product per C (the same GEMM shapes and layouts, so the same kernel and
+    rounding; checked in the tests), about twice as fast on the large blocks. Stacking the
+    C blocks' rows into one product per seed would be faster still but changes the BLAS
+    kernel for small M, and with it the last bits.
+    """
+    bc = b.contiguous()
+    out = torch.empty(*a.shape[:-1], b.shape[-1], dtype=a.dtype)
+    for c in range(a.shape[0]):  # C = 3 corruptions, each one batched product
+        torch.bmm(a[c], bc, out=out[c])
+    return out
+
+
+def _dot(
+    queries: torch.Tensor, items: torch.Tensor, items_t: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Dot scores ``q . x``: queries ``[C, S, Q, D]`` x items ``[S, N, D]`` -> ``[C, S, Q, N]``
+    (:func:`kvmem.core.similarity.dot`'s value, via :func:`_matmul_c`). ``items_t``: the
+    same items already transposed, ``[S, D, N]`` (a column slice of a transposed copy made
+    once: copying that slice is a fast row copy, transposing the items for every block of
+    the score matrix was the run's largest cost)."""
+    return _matmul_c(queries, items.transpose(-1, -2) if items_t is None else items_t)
+
+
+def _neg_manhattan(queries: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """``-sum_d |q_d - x_d|``: queries ``[C, S, Q, D]`` x items ``[S, N, D]`` -> ``[C, S, Q, N]``.
+
+    The value of :func:`kvmem.core.similarity.neg_manhattan` (``torch.cdist``, p = 1, direct
+    mode), bit for bit: on the CPU cdist adds the terms of each pair one after another,
+    d = 0, 1, ..., D - 1, in float32, one pair at a time (~0.65 G terms/s). Here the same
+    additions in the same order run for all pairs of the block at once, one coordinate
+    at a time (a loop over the D features, each step vectorised over C x S x Q x N pairs),
+    ~3x faster on the large blocks; checked in the tests.
+    """
+    qt = queries.movedim(-1, 0).contiguous().unsqueeze(-1)  # [D, C, S, Q, 1]
+    xt = items.movedim(-1, 0).contiguous().unsqueeze(-2)  # [D, S, 1, N]
+    acc = torch.zeros(*queries.shape[:-1], items.shape[-2], dtype=queries.dtype)
+    tmp = torch.empty_like(acc)
+    for d in range(queries.shape[-1]):
+        acc.add_(torch.sub(qt[d], xt[d], out=tmp).abs_())
+    return acc.neg_()
 
 
 @dataclass
@@ -370,7 +443,7 @@ def _soft_outcome(
 ) -> _Outcome:
     """Softmax separation: the read ``softmax(beta s) V`` ``[C, S, n, D]`` is a blend."""
     w = sep.softmax(scores, beta)
-    read = w @ values  # [C, S, n, D]
+    read = _matmul_c(w, values)  # [C, S, n, D], = w @ values
     ok = squared_error_success(read, values, threshold)
     ident = ok & retrieval_accuracy(read, values)
     return _Outcome(ok.double().mean(-1), ident.double().mean(-1))
@@ -387,7 +460,7 @@ def _pairwise_d2(v: torch.Tensor) -> torch.Tensor:
 def _key_scores(keymap: KeyMap, queries: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     """Dot scores of unit keys: ``phi(q) . phi(x)`` ``[C, S, Q, N]``."""
     with torch.no_grad():
-        return sim.dot(keymap(queries), keymap(items))
+        return _dot(keymap(queries), keymap(items))
 
 
 # ----------------------------------------------------------------------------- run
@@ -476,17 +549,19 @@ def run(config: Config, progress: ProgressFactory = null_progress) -> Result:
 
     def fill(score: Any, i: int, k: int) -> torch.Tensor | None:
         """Compute chunk k of step i of ``state["scores"]`` with ``score(queries [C, S, q,
-        *], items [S, n, *]) -> [C, S, q, n]`` on the cached query and item codes; after
-        the step's last chunk, return the ``[C, S, n, n]`` block of the first ``ns[i]``."""
+        *], items [S, n, *], items_t [S, *, n]) -> [C, S, q, n]`` on the cached query and
+        item codes (``items_t``: the same items transposed); after the step's last chunk,
+        return the ``[C, S, n, n]`` block of the first ``ns[i]``."""
         if i == 0 and k == 0:
             state["scores"] = torch.empty(Q.shape[0], Q.shape[1], n_max, n_max)
-        full, q_code, v_code = state["scores"], state["q"], state["v"]
+            state["v_t"] = state["v"].transpose(-1, -2).contiguous()  # [S, D, N_max], once
+        full, q_code, v_code, v_t = state["scores"], state["q"], state["v"], state["v_t"]
         r0, r1, c0, c1 = plan[i][k]
-        full[..., r0:r1, c0:c1] = score(q_code[:, :, r0:r1], v_code[:, c0:c1])
+        full[..., r0:r1, c0:c1] = score(q_code[:, :, r0:r1], v_code[:, c0:c1], v_t[..., c0:c1])
         return full[..., : ns[i], : ns[i]] if k == len(plan[i]) - 1 else None
 
-    def dot_of_keys(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return sim.dot(q, v)
+    def dot_of_keys(q: torch.Tensor, v: torch.Tensor, v_t: torch.Tensor) -> torch.Tensor:
+        return _dot(q, v, v_t)
 
     for method, i, k in progress(units, total=len(units), desc=NAME):
         n = ns[i] if i >= 0 else 0
@@ -494,7 +569,7 @@ def run(config: Config, progress: ProgressFactory = null_progress) -> Result:
             simname = method.removeprefix("auto_")
             if i == 0 and k == 0:
                 state.update(q=Q, v=V)
-            scores = fill(lambda q, v, name=simname: _auto_scores(name, q, v), i, k)
+            scores = fill(lambda q, v, vt, name=simname: _auto_scores(name, q, v, vt), i, k)
             if scores is not None:
                 outcomes.setdefault(method, []).append(_max_outcome(scores, D2[:, :n, :n], thr))
                 outcomes.setdefault(f"{method}_softmax", []).append(
