@@ -93,3 +93,17 @@ def test_metric_labels_are_readable_with_the_raw_key_kept():
 def test_report_does_not_point_users_outside_the_package():
     page = _page()
     assert "SCIENCE" not in page and "../shared" not in page
+
+
+def test_summary_headline_prefers_the_module_choice():
+    from kvmem.report import _headline
+
+    class Module:
+        PUBLISHED = {"b": (2.0, "paper")}
+        HEADLINE = "c"
+
+    res = Result("x", {}, metrics={"a": 1.0, "b": 2.0, "c": 3.0})
+    assert _headline(Module, res) == ("c", 3.0, None)
+    Module.HEADLINE = "missing"
+    assert _headline(Module, res) == ("b", 2.0, (2.0, "paper"))
+    assert _headline(object(), res) == ("a", 1.0, None)

@@ -233,9 +233,12 @@ def _job_section(job: Job, result: Result | None, error: str | None) -> str:
 
 
 def _headline(module: Any, result: Result) -> tuple[str, Any, tuple[Any, ...] | None]:
-    """The metric a reader looks at first: the first one with a published value, else the
-    first metric (name, measured value, published entry or None)."""
+    """The metric a reader looks at first: the module's ``HEADLINE`` when it names one, else
+    the first with a published value, else the first metric (name, value, published or None)."""
     published: dict[str, tuple[Any, ...]] = getattr(module, "PUBLISHED", {})
+    chosen = getattr(module, "HEADLINE", None)
+    if chosen in result.metrics:
+        return chosen, result.metrics[chosen], published.get(chosen)
     for name in published:
         if name in result.metrics:
             return name, result.metrics[name], published[name]

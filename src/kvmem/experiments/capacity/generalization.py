@@ -304,6 +304,9 @@ def plot(result: Result) -> Figure:
 
 
 #: The generalisation-by-blending claims of docs/science.md 4 item 3, checked on every run.
+#: The metric the report's summary shows first.
+HEADLINE = "best_softmax_vs_max"
+
 CLAIMS: tuple[Claim, ...] = (
     Claim(
         "between stored keys, an intermediate softmax beta interpolates better than "

@@ -880,6 +880,9 @@ def _gap(result: Result, corruption: str) -> float:
 
 
 #: What the numbers show (docs/science.md 4 item 4), checked on every run.
+#: The metric the report's summary shows first.
+HEADLINE = "kv_minus_auto_mask_n1000"
+
 CLAIMS: tuple[Claim, ...] = (
     Claim(
         "masked cues: a separate key representation beats every key = value memory "

@@ -448,6 +448,9 @@ def _ci_at(r: Result, key: str, n: int) -> list[float]:
     return r.series[f"{key}_ci"][grid.index(n)]
 
 
+#: The metric the report's summary shows first.
+HEADLINE = "episode_accuracy_generative_largest"
+
 CLAIMS: tuple[Claim, ...] = (
     Claim(
         "the key-value memory recalls the specific episode at every family size "

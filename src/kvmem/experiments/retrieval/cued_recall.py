@@ -608,6 +608,9 @@ def _deficit_is_categories(r: Result) -> bool:
 
 
 #: Claims of docs/science.md 4 item 5, checked on every run.
+#: The metric the report's summary shows first.
+HEADLINE = "cue_benefit_48_ipc1"
+
 CLAIMS: tuple[Claim, ...] = (
     Claim(
         "key-value memory: cued recall beats free recall on every list",

@@ -351,6 +351,9 @@ def _monotone(curve: list[float], slack: float = 3.0) -> bool:
 
 
 #: Claims of docs/science.md 4.9 (Ryan et al. 2015; Roy et al. 2017), checked on every run.
+#: The metric the report's summary shows first.
+HEADLINE = "recall_stimulated_amnesic_max"
+
 CLAIMS: tuple[Claim, ...] = (
     Claim(
         "natural recall fails after amnesia (control >= 70 %, amnesic <= 30 % of control)",

@@ -464,6 +464,9 @@ def _full(r: Result) -> bool:
 
 
 #: Claims of docs/science.md 4 item 11, checked on every run.
+#: The metric the report's summary shows first.
+HEADLINE = "repulsion"
+
 CLAIMS: tuple[Claim, ...] = (
     Claim(
         "keys of similar memories repel under the demand: their similarity falls from >= 0.8 "
