@@ -156,6 +156,8 @@ def test_ctrl_c_while_libraries_load_prints_no_traceback(tmp_path, delay) -> Non
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, (proc.returncode, err)
+    # 130 from our handler, or -2 when Python re-raises SIGINT at exit after the handler
+    # ran (a shell reports both as exit status 130)
+    assert proc.returncode in (130, -signal.SIGINT), (proc.returncode, err)
     assert "Traceback" not in err, err
     assert "interrupted" in err and len(err.strip().splitlines()) == 1, err
