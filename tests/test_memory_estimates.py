@@ -21,9 +21,6 @@ from kvmem import experiments
 from kvmem.errors import ConfigError
 from kvmem.experiments import base
 
-#: Experiments whose ``estimate_bytes`` is being written by another change right now.
-PENDING: set[str] = set()
-
 HUGE = 10**9
 
 #: Per experiment, size fields that drive its memory and a huge (valid) value for each;
@@ -62,17 +59,9 @@ CONTEXT: dict[tuple[str, str], dict[str, object]] = {
 GIB = 2**30
 
 
-def _pending(name: str) -> list:
-    return [pytest.mark.xfail(reason="estimate pending", strict=True)] if name in PENDING else []
-
-
-def _params(names: list[str]) -> list:
-    return [pytest.param(n, marks=_pending(n)) for n in names]
-
-
 def _field_params() -> list:
     return [
-        pytest.param(name, field, value, marks=_pending(name), id=f"{name}-{field}")
+        pytest.param(name, field, value, id=f"{name}-{field}")
         for name in experiments.names()
         for field, value in SIZE_FIELDS[name].items()
     ]
@@ -88,12 +77,12 @@ def test_every_experiment_is_listed_here() -> None:
     assert set(SIZE_FIELDS) == set(experiments.names())
 
 
-@pytest.mark.parametrize("name", _params(experiments.names()))
+@pytest.mark.parametrize("name", experiments.names())
 def test_defines_estimate_bytes(name: str) -> None:
     assert callable(getattr(experiments.get(name), "estimate_bytes", None))
 
 
-@pytest.mark.parametrize("name", _params(experiments.names()))
+@pytest.mark.parametrize("name", experiments.names())
 def test_default_estimate_is_positive_and_modest(name: str) -> None:
     module = experiments.get(name)
     config = module.Config()

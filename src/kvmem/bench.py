@@ -433,6 +433,12 @@ def _fwd_bwd(fn: Callable[..., torch.Tensor], inputs: Sequence[torch.Tensor]) ->
     return go
 
 
+def _fwd_bwd_error(ours: tuple[Any, Any], ref: tuple[Any, Any]) -> float:
+    """Largest relative error over the outputs and every input gradient of ``_fwd_bwd``."""
+    (o, g), (o_ref, g_ref) = ours, ref
+    return max(_max_rel_error(o, o_ref), *map(_max_rel_error, g, g_ref))
+
+
 def _chunked_delta_flops(b: int, h: int, t: int, d: int, c: int) -> float:
     """Forward flops of the chunked delta rule, times 3 for forward + backward.
 
@@ -463,10 +469,7 @@ def _layer_rows(
     t_ours, (o_ours, g_ours) = _median_time(
         _fwd_bwd(lambda *a: fast_weight_chunked(*a, rule="delta", chunk_size=c), inp), rep
     )
-    err = max(
-        _max_rel_error(o_ours, o_ref),
-        *(_max_rel_error(a, b) for a, b in zip(g_ours, g_ref, strict=True)),
-    )
+    err = _fwd_bwd_error((o_ours, g_ours), (o_ref, g_ref))
     g, p = _rate(_chunked_delta_flops(B, H, T_ref, d, c), t_ours, peak)
     rows.append(
         Row(
@@ -494,10 +497,7 @@ def _layer_rows(
         t_ours, (o_ours, g_ours) = _median_time(
             _fwd_bwd(lambda *a: fast_weight_chunked(*a, rule="delta", chunk_size=c), inp), rep_big
         )
-        err = max(
-            _max_rel_error(o_ours, o_paper),
-            *(_max_rel_error(a, b) for a, b in zip(g_ours, g_paper, strict=True)),
-        )
+        err = _fwd_bwd_error((o_ours, g_ours), (o_paper, g_paper))
         g, p = _rate(_chunked_delta_flops(B, H, T, d, c), t_ours, peak)
         rows.append(
             Row(

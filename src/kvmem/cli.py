@@ -15,7 +15,6 @@ line to stderr and exits with code 2, without a traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -32,10 +31,6 @@ EXIT_USAGE = 2
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, as for every usage error
         self.exit(EXIT_USAGE, f"kvmem: error: {message}\n")
-
-
-def _progress_enabled() -> bool:
-    return sys.stderr.isatty() and not os.environ.get("CI")
 
 
 def format_metrics(metrics: dict[str, Any], published: dict[str, tuple[Any, ...]]) -> str:
@@ -96,18 +91,15 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from kvmem import experiments
-    from kvmem.experiments.base import tqdm_progress
+    from kvmem.experiments.base import progress_wanted, tqdm_progress
     from kvmem.experiments.runner import make_config, run_experiment
 
     module = experiments.get(args.name)
     config = make_config(module, args.set or [], seed=args.seed, quick=args.quick)
-    if args.out is not None and not args.out.strip():
-        from kvmem.errors import ConfigError
-
-        raise ConfigError("--out: expected a folder path, got ''")
-    out = Path(args.out) if args.out is not None else Path("results") / args.name
+    # a string, not a Path: prepare_out_dir refuses '' (Path('') would silently be '.')
+    out = args.out if args.out is not None else str(Path("results") / args.name)
     result = run_experiment(
-        args.name, config, out_dir=out, progress=tqdm_progress(_progress_enabled())
+        args.name, config, out_dir=out, progress=tqdm_progress(progress_wanted())
     )
     print(f"{args.name}: {result.provenance.get('duration_s', 0):.2f} s -> {out}/result.json")
     print(format_metrics(result.metrics, getattr(module, "PUBLISHED", {})))
@@ -120,6 +112,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from kvmem.experiments.base import progress_wanted
     from kvmem.report import reproduce
 
     t0 = time.perf_counter()
@@ -128,7 +121,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             args.out,  # a string: Path('') would silently become '.'
             quick=args.quick,
             include_beyond=not args.paper_only,
-            progress_enabled=_progress_enabled(),
+            progress_enabled=progress_wanted(),
             echo=print,
         )
     except RuntimeError as err:

@@ -175,7 +175,9 @@ code.key{color:#888;font-size:.8em}table.prov th{text-align:left}
 """
 
 
-def _job_section(job: Job, result: Result | None, error: str | None) -> str:
+def _job_section(
+    job: Job, result: Result | None, error: str | None, claims: list[tuple[str, bool | None]]
+) -> str:
     parts = [f'<section id="{html.escape(job.folder)}"><h3>{html.escape(job.title)}</h3>']
     if error is not None:
         parts.append(f'<p class="err">This run failed: {html.escape(error)}</p></section>')
@@ -210,7 +212,6 @@ def _job_section(job: Job, result: Result | None, error: str | None) -> str:
             f"<td class='src'>{html.escape(pub[1])}</td><td>{mark}</td></tr>"
         )
     parts.append("</table>")
-    claims = check_claims(module, result)
     if claims:
         parts.append("<p><b>Claims checked on this run</b></p><ul class='claims'>")
         for text, held in claims:
@@ -248,6 +249,7 @@ def _headline(module: Any, result: Result) -> tuple[str, Any, tuple[Any, ...] | 
 
 def _summary(
     sections: Sequence[tuple[str, Sequence[tuple[Job, Result | None, str | None]]]],
+    claims_of: dict[str, list[tuple[str, bool | None]]],
 ) -> str:
     """The table at the top: each run, its headline number against the published one,
     whether its claims held, and its time."""
@@ -266,8 +268,7 @@ def _summary(
                 continue
             module = experiments.get(job.experiment)
             name, value, pub = _headline(module, res)
-            claims = check_claims(module, res)
-            decided = [held for _, held in claims if held is not None]
+            decided = [held for _, held in claims_of[job.folder] if held is not None]
             n_ok = sum(1 for held in decided if held)
             cls = "ok" if n_ok == len(decided) else "bad"
             held = f"<span class='{cls}'>{n_ok} of {len(decided)} hold</span>" if decided else ""
@@ -351,12 +352,18 @@ def render_report(
     """
     from kvmem._version import __version__
 
+    # claims are checked once per run and shown twice (summary and section)
+    claims_of = {
+        job.folder: check_claims(experiments.get(job.experiment), res) if res is not None else []
+        for _, runs in sections
+        for job, res, _ in runs
+    }
     body = []
     for heading, runs in sections:
         if not runs:
             continue
         body.append(f"<h2>{html.escape(heading)}</h2>")
-        body.extend(_job_section(job, res, err) for job, res, err in runs)
+        body.extend(_job_section(job, res, err, claims_of[job.folder]) for job, res, err in runs)
     note = (
         '<p class="err">Quick mode: shrunken runs for a smoke test; numbers are not the '
         "paper's.</p>"
@@ -376,7 +383,7 @@ def render_report(
         "protocol, data sources and parameters are described in its section of the kvmem "
         "documentation (<code>make docs</code>) and in the docstring of its module "
         "(<code>kvmem show NAME</code>).</p>"
-        f"{_provenance_header(total_s)}{note}<h2>Summary</h2>{_summary(sections)}"
+        f"{_provenance_header(total_s)}{note}<h2>Summary</h2>{_summary(sections, claims_of)}"
         f"{''.join(body)}</body></html>\n"
     )
 

@@ -92,6 +92,13 @@ def null_progress(
     yield from iterable
 
 
+def progress_wanted() -> bool:
+    """Whether a command should draw progress bars: on a terminal, never in CI logs."""
+    import sys
+
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
 def tqdm_progress(enabled: bool = True) -> ProgressFactory:
     """A ``tqdm`` progress reporter, or the silent one when ``enabled`` is false."""
     if not enabled:
@@ -135,6 +142,16 @@ def available_memory() -> int:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
         return 2**63 - 1
+
+
+def charge_to_most_grown(grown: dict[str, float], need: int) -> dict[str, int]:
+    """An ``estimate_bytes`` answer: all of ``need`` charged to the field that grew most.
+
+    ``grown`` maps size fields to how far each grew over the default config (squared for
+    fields the memory grows with quadratically), so ``check_memory`` names the field a user
+    should lower.
+    """
+    return {max(grown, key=grown.__getitem__): int(need)}
 
 
 def check_memory(module: Any, config: Any) -> None:

@@ -12,7 +12,6 @@ listed on stderr, one line per cell), 2 for bad input (one line, nothing run).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,19 +24,13 @@ def default_out(name: str) -> Path:
     return Path("results") / "sweeps" / name
 
 
-def _progress_enabled() -> bool:
-    return sys.stderr.isatty() and not os.environ.get("CI")
-
-
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run ``kvmem sweep`` from parsed arguments; returns the exit code."""
+    from kvmem.experiments.base import progress_wanted
     from kvmem.sweep.engine import run_sweep
 
-    if args.out is not None and not args.out.strip():
-        from kvmem.errors import ConfigError
-
-        raise ConfigError("--out: expected a folder path, got ''")
-    out = Path(args.out) if args.out is not None else default_out(args.name)
+    # a string, not a Path: prepare_out_dir refuses '' (Path('') would silently be '.')
+    out = args.out if args.out is not None else str(default_out(args.name))
     manifest = run_sweep(
         args.name,
         args.grid or [],
@@ -48,7 +41,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         backend=args.backend,
         address=args.address,
         workers=args.workers,
-        progress=_progress_enabled(),
+        progress=progress_wanted(),
     )
     counts: dict[str, Any] = manifest["counts"]
     print(

@@ -44,7 +44,13 @@ import torch
 from matplotlib.figure import Figure
 
 from kvmem.core.slot_memory import SlotMemory
-from kvmem.experiments.base import Claim, ProgressFactory, null_progress, single_thread
+from kvmem.experiments.base import (
+    Claim,
+    ProgressFactory,
+    charge_to_most_grown,
+    null_progress,
+    single_thread,
+)
 from kvmem.metrics import mean_ci
 from kvmem.results import Result
 
@@ -120,7 +126,7 @@ def estimate_bytes(config: Config) -> dict[str, int]:
         "n_keys": c.n_keys / d.n_keys,
         "curve_points": c.curve_points / d.curve_points,
     }
-    return {max(grown, key=grown.__getitem__): need}
+    return charge_to_most_grown(grown, need)
 
 
 def quick(config: Config) -> Config:

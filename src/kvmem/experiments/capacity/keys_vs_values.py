@@ -136,7 +136,7 @@ from kvmem.core import separation as sep
 from kvmem.core.key_maps import CenteredKeys, ExpansionKWTAKeys, KeyMap, WhitenedKeys
 from kvmem.data.bundled import load_mnist_test10k
 from kvmem.data.patterns import add_gaussian_noise, drop_pixels, mask_bottom_half
-from kvmem.experiments.base import Claim, ProgressFactory, null_progress
+from kvmem.experiments.base import Claim, ProgressFactory, charge_to_most_grown, null_progress
 from kvmem.metrics import mean_ci, retrieval_accuracy, squared_error_success
 from kvmem.nn.learned_keys import LearnedLinearKeys
 from kvmem.results import Result
@@ -281,7 +281,7 @@ def estimate_bytes(config: Config) -> dict[str, int]:
         "n_experience": c.n_experience / d.n_experience,
         "learned_dim": c.learned_dim / d.learned_dim,
     }
-    return {max(grown, key=grown.__getitem__): 3 * 4 * 10_000 * dim + c.n_seeds * per_seed}
+    return charge_to_most_grown(grown, 3 * 4 * 10_000 * dim + c.n_seeds * per_seed)
 
 
 def quick(config: Config) -> Config:

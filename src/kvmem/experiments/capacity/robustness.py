@@ -60,7 +60,13 @@ import torch
 from matplotlib.figure import Figure
 
 from kvmem.core.slot_memory import SlotMemory
-from kvmem.experiments.base import Claim, ProgressFactory, null_progress, single_thread
+from kvmem.experiments.base import (
+    Claim,
+    ProgressFactory,
+    charge_to_most_grown,
+    null_progress,
+    single_thread,
+)
 from kvmem.metrics import mean_ci, retrieval_accuracy, value_error
 from kvmem.results import Result
 
@@ -134,7 +140,7 @@ def estimate_bytes(config: Config) -> dict[str, int]:
         "value_dim": c.value_dim / d.value_dim,
         "noise": len(c.noise) / len(d.noise),
     }
-    return {max(grown, key=grown.__getitem__): 4 * c.n_trials * per_trial}
+    return charge_to_most_grown(grown, 4 * c.n_trials * per_trial)
 
 
 def quick(config: Config) -> Config:

@@ -85,7 +85,13 @@ from kvmem.core.hopfield import ClassicalHopfield
 from kvmem.core.mesh import MESH
 from kvmem.core.pinv_hopfield import PseudoInverseHopfield
 from kvmem.core.vector_hash import VectorHaSH
-from kvmem.experiments.base import Claim, ProgressFactory, null_progress, single_thread
+from kvmem.experiments.base import (
+    Claim,
+    ProgressFactory,
+    charge_to_most_grown,
+    null_progress,
+    single_thread,
+)
 from kvmem.metrics import mean_ci
 from kvmem.results import Result
 
@@ -258,7 +264,7 @@ def estimate_bytes(config: Config) -> dict[str, int]:
         "hopfield_units": (config.hopfield_units / d.hopfield_units) ** 2,
         "grid_periods": s / math.prod(d.grid_periods) ** d.grid_dims,
     }
-    return {max(grown, key=grown.__getitem__): vh + pats}
+    return charge_to_most_grown(grown, vh + pats)
 
 
 def binary_mi(error: torch.Tensor) -> torch.Tensor:

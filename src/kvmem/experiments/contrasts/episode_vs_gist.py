@@ -92,7 +92,13 @@ from matplotlib.figure import Figure
 
 from kvmem.core.linear_gaussian import FactorModel
 from kvmem.core.slot_memory import SlotMemory
-from kvmem.experiments.base import Claim, ProgressFactory, null_progress, single_thread
+from kvmem.experiments.base import (
+    Claim,
+    ProgressFactory,
+    charge_to_most_grown,
+    null_progress,
+    single_thread,
+)
 from kvmem.metrics import mean_ci
 from kvmem.results import Result
 
@@ -184,7 +190,7 @@ def estimate_bytes(config: Config) -> dict[str, int]:
         "d_episode": c.d_episode / d.d_episode,
         "d_context": c.d_context / d.d_context,
     }
-    return {max(grown, key=grown.__getitem__): 8 * c.n_seeds * per_seed}
+    return charge_to_most_grown(grown, 8 * c.n_seeds * per_seed)
 
 
 def quick(config: Config) -> Config:

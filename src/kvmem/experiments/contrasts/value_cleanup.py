@@ -96,7 +96,13 @@ from kvmem.core.key_maps import ExpansionKWTAKeys
 from kvmem.core.modern_hopfield import ModernHopfield
 from kvmem.core.slot_memory import SlotMemory
 from kvmem.data.patterns import correlated_patterns, flip_bits, random_patterns
-from kvmem.experiments.base import Claim, ProgressFactory, null_progress, single_thread
+from kvmem.experiments.base import (
+    Claim,
+    ProgressFactory,
+    charge_to_most_grown,
+    null_progress,
+    single_thread,
+)
 from kvmem.metrics import mean_ci
 from kvmem.results import Result
 
@@ -215,7 +221,7 @@ def estimate_bytes(config: Config) -> dict[str, int]:
     }
     if c.keys == "expansion_kwta":
         grown["kwta_units"] = c.kwta_units / d.kwta_units
-    return {max(grown, key=grown.__getitem__): need}
+    return charge_to_most_grown(grown, need)
 
 
 # ----------------------------------------------------------------------------- one condition

@@ -78,7 +78,13 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 
-from kvmem.experiments.base import Claim, ProgressFactory, null_progress, single_thread
+from kvmem.experiments.base import (
+    Claim,
+    ProgressFactory,
+    charge_to_most_grown,
+    null_progress,
+    single_thread,
+)
 from kvmem.metrics import mean_ci
 from kvmem.nn.attention import KeyValueAttention
 from kvmem.nn.fast_weights import FastWeightMemory
@@ -205,7 +211,7 @@ def estimate_bytes(config: Config) -> dict[str, int]:
         "n_pairs": (n_max / max(d.n_pairs)) ** 2,
         "chunk_size": c.chunk_size / d.chunk_size,
     }
-    return {max(grown, key=grown.__getitem__): 4 * max(test, train)}
+    return charge_to_most_grown(grown, 4 * max(test, train))
 
 
 # ----------------------------------------------------------------------------- the task

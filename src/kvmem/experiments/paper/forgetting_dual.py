@@ -43,7 +43,12 @@ import torch
 from matplotlib.figure import Figure
 
 from kvmem.data.bundled import Tasks, load_forgetting_tasks
-from kvmem.experiments.base import ProgressFactory, null_progress, single_thread
+from kvmem.experiments.base import (
+    ProgressFactory,
+    charge_to_most_grown,
+    null_progress,
+    single_thread,
+)
 from kvmem.experiments.paper.forgetting import (
     N_CLASSES,
     N_INPUT,
@@ -98,7 +103,7 @@ def estimate_dual_bytes(config: Config) -> dict[str, int]:
         "epochs_per_task": config.epochs_per_task / d.epochs_per_task,
         "hidden": config.hidden / d.hidden,
     }
-    return {max(grown, key=grown.__getitem__): per_epoch * (2 * config.epochs_per_task + 3) // 2}
+    return charge_to_most_grown(grown, per_epoch * (2 * config.epochs_per_task + 3) // 2)
 
 
 def record_training(

@@ -64,7 +64,13 @@ import torch
 from torch import nn
 
 from kvmem import metrics
-from kvmem.experiments.base import Claim, ProgressFactory, null_progress, single_thread
+from kvmem.experiments.base import (
+    Claim,
+    ProgressFactory,
+    charge_to_most_grown,
+    null_progress,
+    single_thread,
+)
 from kvmem.results import Result
 
 if TYPE_CHECKING:  # matplotlib is imported by plot() only: a run without a figure skips it
@@ -167,7 +173,7 @@ def estimate_bytes(config: Config) -> dict[str, int]:
         "steps": c.n_steps / d.n_steps,
         "trajectory_every": snaps / (d.n_steps // d.snapshot_every + 2),
     }
-    return {max(grown, key=grown.__getitem__): need}
+    return charge_to_most_grown(grown, need)
 
 
 def quick(config: Config) -> Config:

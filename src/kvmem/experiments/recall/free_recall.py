@@ -58,7 +58,13 @@ from matplotlib.figure import Figure
 from kvmem.behavior import tcm
 from kvmem.behavior.tcm_fit import fit_mle
 from kvmem.data.free_recall import load_murdock1962, recall_matrix, recalls_to_table
-from kvmem.experiments.base import Claim, ProgressFactory, null_progress, single_thread
+from kvmem.experiments.base import (
+    Claim,
+    ProgressFactory,
+    charge_to_most_grown,
+    null_progress,
+    single_thread,
+)
 from kvmem.metrics import mean_ci
 from kvmem.results import Result
 
@@ -127,7 +133,7 @@ def estimate_bytes(config: Config) -> dict[str, int]:
     c, d = config, Config()
     rows = 2 * c.n_seeds * c.n_lists * c.list_length
     grown = {"n_seeds": c.n_seeds / d.n_seeds, "n_lists": c.n_lists / d.n_lists}
-    return {max(grown, key=grown.__getitem__): 250 * rows}
+    return charge_to_most_grown(grown, 250 * rows)
 
 
 def quick(config: Config) -> Config:

@@ -78,7 +78,13 @@ from kvmem.behavior.paired_associates import (
 )
 from kvmem.core.matrix_memory import MatrixMemory
 from kvmem.core.slot_memory import SlotMemory
-from kvmem.experiments.base import Claim, ProgressFactory, null_progress, single_thread
+from kvmem.experiments.base import (
+    Claim,
+    ProgressFactory,
+    charge_to_most_grown,
+    null_progress,
+    single_thread,
+)
 from kvmem.metrics import mean_ci
 from kvmem.results import Result
 
@@ -191,7 +197,7 @@ def estimate_bytes(config: Config) -> dict[str, int]:
         "d_context": c.d_context / d.d_context,
         "sgd_hidden": c.sgd_hidden / d.sgd_hidden,
     }
-    return {max(grown, key=grown.__getitem__): 8 * c.n_subjects * per_subject}
+    return charge_to_most_grown(grown, 8 * c.n_subjects * per_subject)
 
 
 def quick(config: Config) -> Config:

@@ -76,7 +76,13 @@ from kvmem.behavior.precision_tasks import (
 from kvmem.behavior.retrieval_tasks import fit_mixture_model, wrap_angle
 from kvmem.core.separation import hard_max
 from kvmem.core.slot_memory import SlotMemory
-from kvmem.experiments.base import Claim, ProgressFactory, null_progress, single_thread
+from kvmem.experiments.base import (
+    Claim,
+    ProgressFactory,
+    charge_to_most_grown,
+    null_progress,
+    single_thread,
+)
 from kvmem.metrics import mean_ci
 from kvmem.results import Result
 
@@ -174,7 +180,7 @@ def estimate_bytes(config: Config) -> dict[str, int]:
         "d_word": c.d_word / d.d_word,
         "d_context": c.d_context / d.d_context,
     }
-    return {max(grown, key=grown.__getitem__): 8 * c.n_subjects * per_subject}
+    return charge_to_most_grown(grown, 8 * c.n_subjects * per_subject)
 
 
 def quick(config: Config) -> Config:

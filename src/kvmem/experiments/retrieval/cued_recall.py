@@ -99,7 +99,13 @@ from matplotlib.figure import Figure
 
 from kvmem.core.hopfield import ClassicalHopfield
 from kvmem.core.slot_memory import SlotMemory
-from kvmem.experiments.base import Claim, ProgressFactory, null_progress, single_thread
+from kvmem.experiments.base import (
+    Claim,
+    ProgressFactory,
+    charge_to_most_grown,
+    null_progress,
+    single_thread,
+)
 from kvmem.metrics import mean_ci
 from kvmem.results import Result
 
@@ -221,7 +227,7 @@ def estimate_bytes(config: Config) -> dict[str, int]:
         "n_context_samples": c.n_context_samples / d.n_context_samples,
         "n_category_samples": c.n_category_samples / d.n_category_samples,
     }
-    return {max(grown, key=grown.__getitem__): 4 * c.n_subjects * per_subject}
+    return charge_to_most_grown(grown, 4 * c.n_subjects * per_subject)
 
 
 def quick(config: Config) -> Config:

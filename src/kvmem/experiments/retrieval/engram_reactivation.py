@@ -67,7 +67,13 @@ from matplotlib.figure import Figure
 
 from kvmem.behavior.paired_associates import unit_vectors
 from kvmem.core.slot_memory import SlotMemory
-from kvmem.experiments.base import Claim, ProgressFactory, null_progress, single_thread
+from kvmem.experiments.base import (
+    Claim,
+    ProgressFactory,
+    charge_to_most_grown,
+    null_progress,
+    single_thread,
+)
 from kvmem.metrics import mean_ci
 from kvmem.results import Result
 
@@ -166,7 +172,7 @@ def estimate_bytes(config: Config) -> dict[str, int]:
         "d_key": c.d_key / d.d_key,
         "stimulation": len(c.stimulation) / len(d.stimulation),
     }
-    return {max(grown, key=grown.__getitem__): 8 * c.n_animals * per_animal}
+    return charge_to_most_grown(grown, 8 * c.n_animals * per_animal)
 
 
 def quick(config: Config) -> Config:

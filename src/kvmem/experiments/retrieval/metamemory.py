@@ -85,7 +85,13 @@ from matplotlib.figure import Figure
 from kvmem.behavior.retrieval_tasks import batched_auc_gamma
 from kvmem.core.modern_hopfield import ModernHopfield
 from kvmem.core.slot_memory import SlotMemory
-from kvmem.experiments.base import Claim, ProgressFactory, null_progress, single_thread
+from kvmem.experiments.base import (
+    Claim,
+    ProgressFactory,
+    charge_to_most_grown,
+    null_progress,
+    single_thread,
+)
 from kvmem.metrics import mean_ci
 from kvmem.results import Result
 
@@ -176,7 +182,7 @@ def estimate_bytes(config: Config) -> dict[str, int]:
         "dim": c.dim / d.dim,
         "n_alternatives": c.n_alternatives / d.n_alternatives,
     }
-    return {max(grown, key=grown.__getitem__): 8 * c.n_subjects * per_subject}
+    return charge_to_most_grown(grown, 8 * c.n_subjects * per_subject)
 
 
 def quick(config: Config) -> Config:

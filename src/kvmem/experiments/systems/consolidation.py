@@ -67,7 +67,13 @@ from kvmem.bio.consolidation import (
     similar_patterns,
     unit_patterns,
 )
-from kvmem.experiments.base import Claim, ProgressFactory, null_progress, single_thread
+from kvmem.experiments.base import (
+    Claim,
+    ProgressFactory,
+    charge_to_most_grown,
+    null_progress,
+    single_thread,
+)
 from kvmem.metrics import mean_ci
 from kvmem.results import Result
 
@@ -190,7 +196,7 @@ def estimate_bytes(config: Config) -> dict[str, int]:
         "d_cortex": (c.d_cortex / d.d_cortex) ** 2,
         "d_value": c.d_value / d.d_value,
     }
-    return {max(grown, key=grown.__getitem__): 2 * c.n_subjects * per_subject}  # x2: a recall
+    return charge_to_most_grown(grown, 2 * c.n_subjects * per_subject)  # x2: a recall
 
 
 Arch = Literal["key-value", "content"]

@@ -71,7 +71,13 @@ from dataclasses import dataclass, replace
 import torch
 from matplotlib.figure import Figure
 
-from kvmem.experiments.base import Claim, ProgressFactory, null_progress, single_thread
+from kvmem.experiments.base import (
+    Claim,
+    ProgressFactory,
+    charge_to_most_grown,
+    null_progress,
+    single_thread,
+)
 from kvmem.metrics import mean_ci
 from kvmem.results import Result
 
@@ -178,7 +184,7 @@ def estimate_bytes(config: Config) -> dict[str, int]:
         "relax_steps": c.relax_steps / d.relax_steps,
     }
     need = 8 * c.n_seeds * per_subject + 3 * logs * (32 * c.n_seeds + 300)
-    return {max(grown, key=grown.__getitem__): need}
+    return charge_to_most_grown(grown, need)
 
 
 def quick(config: Config) -> Config:
