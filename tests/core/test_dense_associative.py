@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kvmem.core.dense_associative import DenseAssociativeMemory
 from kvmem.core.hopfield import ClassicalHopfield
@@ -249,3 +251,39 @@ def test_clear_forgets_output_dtype() -> None:
     with pytest.raises(ValueError, match="memory is empty"):
         mem.retrieve(x)
     assert mem.store(x.float()).retrieve(x).dtype == torch.float32
+
+
+@given(
+    n=st.sampled_from([3, 5]),
+    n_units=st.integers(2, 60),
+    p=st.integers(1, 40),
+    q=st.integers(1, 6),
+    seed=st.integers(0, 2**31 - 1),
+)
+@settings(max_examples=40, deadline=None)
+def test_odd_power_closed_form_equals_direct_differences_bit_for_bit(
+    n: int, n_units: int, p: int, q: int, seed: int
+) -> None:
+    # The binomial closed form of the synchronous field (x^n, n odd) against the direct
+    # F(m + a) - F(m - a) terms: exact integers, so equal to the last bit, masked rows and
+    # unset (0) cue entries included.
+    g = torch.Generator().manual_seed(seed)
+    x = (2.0 * torch.randint(0, 2, (2, p, n_units), generator=g) - 1).double()
+    mask = torch.rand(2, p, generator=g) < 0.8
+    x = torch.where(mask[..., None], x, 0.0)
+    s = torch.randint(-1, 2, (2, q, n_units), generator=g).double()
+    fast = DenseAssociativeMemory(n=n)
+    assert fast._odd_power_exact(x)
+    direct = DenseAssociativeMemory(n=n)
+    direct._odd_power_exact = lambda x: False  # type: ignore[method-assign]
+    a, b = fast._delta_all(s, x, mask), direct._delta_all(s, x, mask)
+    assert torch.equal(a.view(torch.int64), b.view(torch.int64))
+
+
+def test_odd_power_closed_form_only_where_exact() -> None:
+    # even powers and sums that could pass 2^53 take the direct route
+    x = torch.ones(1, 300, 160, dtype=torch.float64)
+    assert DenseAssociativeMemory(n=3)._odd_power_exact(x)
+    assert not DenseAssociativeMemory(n=4)._odd_power_exact(x)
+    assert not DenseAssociativeMemory(n=7)._odd_power_exact(x)
+    assert not DenseAssociativeMemory(interaction="exponential")._odd_power_exact(x)

@@ -159,3 +159,25 @@ def test_corruptions_accept_numpy() -> None:
     x = np.ones((4, 10), dtype=np.float32)
     assert isinstance(mask_fraction(x, 0.5, seed=0), torch.Tensor)
     assert isinstance(flip_bits(x, 0.5, seed=0), torch.Tensor)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.int64])
+def test_random_patterns_are_the_int64_bit_stream_in_any_dtype(dtype: torch.dtype) -> None:
+    # Drawing the bits in the output dtype must not change the random stream: the same
+    # generator state gives 2 b - 1 of the int64 draws, and the same state afterwards.
+    ref_gen, gen = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    ref = 2 * torch.randint(0, 2, (3, 17, 9), generator=ref_gen) - 1
+    out = random_patterns(17, 9, batch_shape=(3,), generator=gen, dtype=dtype)
+    assert out.dtype == dtype
+    assert torch.equal(out, ref.to(dtype))
+    assert torch.equal(torch.rand(4, generator=gen), torch.rand(4, generator=ref_gen))
+
+
+def test_random_subset_mask_is_the_ranks_below_k() -> None:
+    # one argsort and a scatter select exactly the entries whose rank is below k
+    for k in (0, 1, 5, 12):
+        gen, ref_gen = torch.Generator().manual_seed(k), torch.Generator().manual_seed(k)
+        mask = random_subset_mask((4, 6, 12), k, generator=gen)
+        ranks = torch.rand((4, 6, 12), generator=ref_gen, dtype=torch.float64).argsort(-1)
+        assert torch.equal(mask, ranks.argsort(-1) < k)
+        assert bool((mask.sum(-1) == k).all())

@@ -166,7 +166,8 @@ class ThreeFactorSlotMemory:
             )
             rank = torch.cumsum(stored.to(torch.int64), dim=-1) - 1 + start[..., None]
             slot = torch.remainder(rank, s)
-            gamma = torch.nn.functional.one_hot(slot, s).bool()
+            # one_hot(slot, s) as bools directly (no int64 [..., T, S] tensor)
+            gamma = slot[..., None] == torch.arange(s, device=mu.device)
         else:
             gen = generator if generator is not None else self._generator
             u = torch.rand((*mu.shape, s), generator=gen, dtype=torch.float64)
@@ -225,8 +226,11 @@ class ThreeFactorSlotMemory:
                         f"other value(s), e.g. {mu_t[bad].flatten()[0].item()!r}"
                     )
                 mu_t = mu_t != 0
-        self._init_state(batch, x, v)
-        assert self.keys is not None and self.values is not None
+        fresh = self.keys is None
+        exact = self.key_lr == 1.0 and self.value_lr == 1.0 and self.value_gate == "selector"
+        overwrite = method == "auto" and exact
+        # A first full-rate store defines every slot itself: no zero state to allocate.
+        self._init_state(batch, x, v, allocate=not (fresh and overwrite and t_items > 0))
         assert self.n_stored is not None and self.owner is not None
         if gamma is None:
             g = self.select(mu_t, generator)
@@ -243,19 +247,23 @@ class ThreeFactorSlotMemory:
             return self
         # global index of each item in the circuit's history, for ``owner``
         item_index = self.n_stored[..., None] + torch.arange(t_items, device=x.device)
-        exact = self.key_lr == 1.0 and self.value_lr == 1.0 and self.value_gate == "selector"
-        if method == "auto" and exact:
+        if overwrite:
             self._store_overwrite(x, v, g, item_index)
         else:
             self._store_incremental(x, v, g, item_index)
         self.n_stored = self.n_stored + mu_t.sum(-1)
         return self
 
-    def _init_state(self, batch: torch.Size, x: torch.Tensor, v: torch.Tensor) -> None:
+    def _init_state(
+        self, batch: torch.Size, x: torch.Tensor, v: torch.Tensor, allocate: bool = True
+    ) -> None:
+        """Fresh state for a first store (keys and values zero unless ``allocate=False``:
+        then the caller's first write sets them), or check a later store against it."""
         s = self.n_slots
         if self.keys is None or self.values is None:
-            self.keys = x.new_zeros((*batch, s, x.shape[-1]))
-            self.values = v.new_zeros((*batch, s, v.shape[-1]))
+            if allocate:
+                self.keys = x.new_zeros((*batch, s, x.shape[-1]))
+                self.values = v.new_zeros((*batch, s, v.shape[-1]))
             self.n_stored = torch.zeros(batch, dtype=torch.int64, device=x.device)
             self.owner = torch.full((*batch, s), -1, dtype=torch.int64, device=x.device)
             return
@@ -271,19 +279,30 @@ class ThreeFactorSlotMemory:
         self, x: torch.Tensor, v: torch.Tensor, g: torch.Tensor, item_index: torch.Tensor
     ) -> None:
         """Full-rate writes: each slot ends up holding its last writer (no item loop)."""
-        assert self.keys is not None and self.values is not None and self.owner is not None
+        assert self.owner is not None
         t_items = x.shape[-2]
         # score = t + 1 where item t selects the slot, 0 elsewhere; argmax = last writer
-        order = torch.arange(1, t_items + 1, device=x.device)
-        score = g.to(torch.int64) * order[:, None]  # [..., T, S]
-        best, last = score.max(dim=-2)  # [..., S]
+        # (the narrowest integer type that holds T + 1: the max is exact in any of them)
+        small = torch.int16 if t_items < 2**15 else torch.int64
+        order = torch.arange(1, t_items + 1, device=x.device, dtype=small)
+        best, last = (g * order[:, None]).max(dim=-2)  # [..., S]
         written = best > 0
-        idx_k = last[..., None].expand(*last.shape, x.shape[-1])
-        idx_v = last[..., None].expand(*last.shape, v.shape[-1])
-        new_k = torch.gather(x, -2, idx_k)
-        new_v = torch.gather(v, -2, idx_v)
-        self.keys = torch.where(written[..., None], new_k, self.keys)
-        self.values = torch.where(written[..., None], new_v, self.values)
+        new_k = torch.gather(x, -2, last[..., None].expand(*last.shape, x.shape[-1]))
+        # autoassociative (v is x): the same gather
+        new_v = (
+            new_k
+            if v is x
+            else torch.gather(v, -2, last[..., None].expand(*last.shape, v.shape[-1]))
+        )
+        if self.keys is None or self.values is None:
+            # first store: unwritten slots stay zero (new_k and new_v are fresh tensors)
+            unwritten = ~written[..., None]
+            self.keys = new_k.masked_fill_(unwritten, 0.0)
+            # (a copy when autoassociative: keys and values are separate, mutable tensors)
+            self.values = self.keys.clone() if new_v is new_k else new_v.masked_fill_(unwritten, 0)
+        else:
+            self.keys = torch.where(written[..., None], new_k, self.keys)
+            self.values = torch.where(written[..., None], new_v, self.values)
         self.owner = torch.where(written, torch.gather(item_index, -1, last), self.owner)
 
     def _store_incremental(

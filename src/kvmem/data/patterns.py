@@ -107,6 +107,11 @@ def random_patterns(
     check_int_at_least(n_units, 1, "n_units")
     gen = make_generator(generator, seed)
     shape = _shape(batch_shape, n_patterns, n_units)
+    if dtype.is_floating_point:
+        # The same draws as int64 bits (randint's stream does not depend on the dtype), made
+        # in the output dtype: 2 b - 1 is exact there, and it skips two int64 passes.
+        bits = torch.randint(0, 2, shape, generator=gen, dtype=dtype)
+        return bits.mul_(2).sub_(1).to(device=device)
     bits = torch.randint(0, 2, shape, generator=gen)
     return (2 * bits - 1).to(dtype=dtype, device=device)
 
@@ -205,8 +210,11 @@ def random_subset_mask(
     n = shape[-1]
     if isinstance(k, bool) or not isinstance(k, int) or not (0 <= k <= n):
         raise ValueError(f"k: expected an integer in [0, {n}], got {k!r}")
-    ranks = _rand(shape, generator).argsort(dim=-1).argsort(dim=-1)
-    return ranks < k
+    # The first k entries of one random order: the entries whose rank (argsort of the
+    # argsort) is below k, without the second sort.
+    order = _rand(shape, generator).argsort(dim=-1)
+    mask = torch.zeros(shape, dtype=torch.bool)
+    return mask.scatter_(-1, order[..., :k], True)
 
 
 def _entry_mask(

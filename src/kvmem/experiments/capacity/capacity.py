@@ -432,7 +432,7 @@ def _network_scores(
     pad = int(loads.max())
     x = random_patterns(pad, n, batch_shape=(len(loads),), generator=gen)
     m = torch.arange(pad) < loads[:, None]
-    x = torch.where(m[..., None], x, torch.ones_like(x))  # padding: any +-1 rows
+    x = x.masked_fill_(~m[..., None], 1.0)  # padding: any +-1 rows (x is fresh)
     cues = mask_fraction(x, config.mask_frac, gen)
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
     out = _read(model, config, x, m, cues, seed=seed)
@@ -648,7 +648,7 @@ def _run_curve(config: Config, progress: ProgressFactory) -> Result:
     for b in blocks:
         x = random_patterns(b.pad, n, batch_shape=(len(b.load),), generator=gen)
         m = torch.arange(b.pad) < b.load[:, None]
-        x = torch.where(m[..., None], x, torch.ones_like(x))  # padding: any +-1 rows
+        x = x.masked_fill_(~m[..., None], 1.0)  # padding: any +-1 rows (x is fresh)
         # query a uniformly random subset of at most max_queries stored items per network
         n_q = min(b.pad, config.max_queries) if config.max_queries else b.pad
         u = torch.rand(x.shape[:-1], generator=gen).masked_fill(~m, 2.0)
