@@ -15,8 +15,9 @@ same arithmetic). Rows and peers:
   peer when it is installed).
 - ``hard_max_read``: ``SlotMemory("dot", "hard_max")`` against ``V[argmax(q K^T)]``.
 - ``matrix_write*`` / ``matrix_read``: ``MatrixMemory`` against ``M + K^T V`` / ``q @ M``;
-  target ``<= 1.2x`` (the default ``keep_pairs=True`` also copies K and V, as documented, for
-  ``to_slots``; ``matrix_write_nopairs`` is the write alone).
+  target ``<= 1.2x`` (the default ``keep_pairs=True`` keeps K and V for ``to_slots`` by
+  reference, version-checked against in-place changes as autograd does, so it copies
+  nothing; ``matrix_write_nopairs`` is the write alone).
 - ``tiny_*``: N = 10, d = 8 calls (per-call overhead) against plain torch; target ``<= 3x``.
 - ``modern_hopfield*``: ``ModernHopfield.retrieve`` against the two-line loop
   ``xi = softmax(beta xi X^T) X``; target ``<= 1.1x``.
@@ -325,7 +326,7 @@ def op_rows(quick: bool = False) -> list:
                 rep,
             )
             for key, name, what in (
-                ("ours", f"matrix_write_{size}", "defaults (keep_pairs: copies K, V)"),
+                ("ours", f"matrix_write_{size}", "defaults (keep_pairs: K, V by reference)"),
                 ("nopairs", f"matrix_write_{size}_nopairs", "keep_pairs=False"),
             ):
                 row = ratio_row(

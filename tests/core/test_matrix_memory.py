@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from safetensors.torch import load, save
 
 from kvmem.core.matrix_memory import MatrixMemory
+from kvmem.core.slot_memory import SlotMemory
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 
@@ -214,14 +215,139 @@ def test_numpy_input_and_dtypes():
     assert torch.allclose(mem32.to_slots().read(K).double(), mem.read(K), atol=1e-4)
 
 
-def test_stored_keys_are_copies():
-    K, V = torch.randn(5, 3), torch.randn(5, 2)
-    mem = MatrixMemory(3, 2).write(K, V)
-    q = torch.randn(4, 3)
-    before = mem.to_slots().read(q)
+@pytest.mark.parametrize("arg", ["keys", "values"])
+@pytest.mark.parametrize("rule", ["hebbian", "delta"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda t: t.add_(1.0),
+        lambda t: t[0].zero_(),  # through a view: views share the version counter
+        lambda t: t.copy_(t.flip(0)),
+    ],
+)
+def test_in_place_change_after_write_raises_naming_the_argument(arg, rule, change):
+    gen = torch.Generator().manual_seed(3)
+    K, V = torch.randn(5, 3, generator=gen), torch.randn(5, 2, generator=gen)
+    mem = MatrixMemory(3, 2, rule=rule, lr=1.0 if rule == "hebbian" else 0.3).write(K, V)
+    M = mem.M.clone()
+    change(K if arg == "keys" else V)
+    if rule == "delta" and arg == "values":
+        # the delta rule keeps its own residuals, never the caller's values
+        mem.to_slots()
+        return
+    msg = rf"{arg}: modified in place after MatrixMemory.write.*{arg}\.clone\(\).*keep_pairs=False"
+    for use in (mem.to_slots, lambda: mem.keys, lambda: mem.dual_values, mem.state_tensors):
+        with pytest.raises(RuntimeError, match=msg):
+            use()
+    assert torch.equal(mem.M, M)  # M never depends on the caller's tensors after a write
+    # a later write (several chunks to concatenate) still checks the earlier ones
+    mem.write(torch.randn(2, 3, generator=gen), torch.randn(2, 2, generator=gen))
+    with pytest.raises(RuntimeError, match=msg):
+        mem.to_slots()
+
+
+def test_unchanged_tensors_pass_and_consolidation_drops_the_references():
+    gen = torch.Generator().manual_seed(4)
+    K1, V1 = torch.randn(5, 3, generator=gen), torch.randn(5, 2, generator=gen)
+    K2, V2 = torch.randn(4, 3, generator=gen), torch.randn(4, 2, generator=gen)
+    mem = MatrixMemory(3, 2).write(K1, V1).write(K2, V2)
+    q = torch.randn(6, 3, generator=gen)
+    before = mem.to_slots().read(q)  # concatenates: fresh tensors from here on
+    assert torch.equal(mem.keys, torch.cat([K1, K2])) and torch.equal(
+        mem.dual_values, torch.cat([V1, V2])
+    )
+    K1.add_(1.0)
+    V2.mul_(2.0)
+    assert torch.equal(mem.to_slots().read(q), before)
+
+
+def test_rate_not_one_or_decay_copies_values_and_keeps_keys():
+    # eta != 1 (or a decay) makes fresh dual values: changing V later is harmless
+    gen = torch.Generator().manual_seed(6)
+    for kwargs in ({"lr": 0.5}, {"decay": 0.9}):
+        K, V = torch.randn(5, 3, generator=gen), torch.randn(5, 2, generator=gen)
+        mem = MatrixMemory(3, 2, **kwargs).write(K, V)
+        dual = mem.dual_values.clone()
+        V.add_(1.0)
+        assert torch.equal(mem.dual_values, dual)
+        K.add_(1.0)
+        with pytest.raises(RuntimeError, match="keys: modified in place"):
+            mem.to_slots()
+    # a rate of 1 given per call is the default's
+    K, V = torch.randn(5, 3, generator=gen), torch.randn(5, 2, generator=gen)
+    mem = MatrixMemory(3, 2, lr=0.5).write(K, V, lr=1)
+    assert mem.dual_values.data_ptr() == V.data_ptr()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_numpy_input_changed_later_does_not_leak_in(dtype):
+    rng = np.random.default_rng(1)
+    K, V = rng.standard_normal((6, 4)).astype(dtype), rng.standard_normal((6, 3)).astype(dtype)
+    K0, V0 = K.copy(), V.copy()
+    mem = MatrixMemory(4, 3).write(K, V)
+    K += 1.0  # numpy writes bump no torch version counter: the memory must hold copies
+    V[:] = 0.0
+    assert torch.equal(mem.keys, torch.from_numpy(K0))
+    assert torch.equal(mem.dual_values, torch.from_numpy(V0))
+    slots = mem.to_slots()
+    q = rng.standard_normal((2, 4)).astype(dtype)
+    assert np.allclose(slots.read(q).numpy(), q @ K0.T @ V0, atol=1e-5)
+
+
+def test_converted_input_is_private():
+    # float64 keys into a float32 memory are converted (a fresh tensor): no check needed
+    gen = torch.Generator().manual_seed(7)
+    K, V = torch.randn(5, 3, generator=gen, dtype=torch.float64), torch.randn(5, 2, generator=gen)
+    mem = MatrixMemory(3, 2, dtype="float32").write(K, V)
+    keys = mem.keys.clone()
     K.add_(1.0)
-    V.add_(1.0)
-    assert torch.allclose(mem.to_slots().read(q), before)
+    assert torch.equal(mem.keys, keys) and keys.dtype == torch.float32
+    # non-contiguous keys are copied as before; inference tensors (no version counter) too
+    Kt = torch.randn(3, 5, generator=gen).mT
+    mem = MatrixMemory(3, 2).write(Kt, V)
+    assert mem.keys.data_ptr() != Kt.data_ptr() and torch.equal(mem.keys, Kt)
+    with torch.inference_mode():
+        Ki, Vi = torch.randn(5, 3), torch.randn(5, 2)
+        mem = MatrixMemory(3, 2).write(Ki, Vi)
+        keys, dual = mem.keys.clone(), mem.dual_values.clone()
+        Ki.add_(1.0)
+        Vi.add_(1.0)
+        assert torch.equal(mem.keys, keys) and torch.equal(mem.dual_values, dual)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n=st.integers(1, 300),
+    d_k=st.integers(1, 40),
+    d_v=st.integers(1, 40),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    with_m0=st.booleans(),
+)
+def test_default_write_keeps_by_reference_and_m_is_the_bare_product(
+    seed, n, d_k, d_v, dtype, with_m0
+):
+    gen = torch.Generator().manual_seed(seed)
+    K = torch.randn(n, d_k, generator=gen, dtype=dtype)
+    V = torch.randn(n, d_v, generator=gen, dtype=dtype)
+    M0 = (
+        torch.randn(d_k, d_v, generator=gen, dtype=dtype)
+        if with_m0
+        else torch.zeros(d_k, d_v, dtype=dtype)
+    )
+    mem = MatrixMemory(d_k, d_v, M0=M0 if with_m0 else None).write(K, V)
+    # bit for bit the bare product (the default rate 1 multiplies nothing)
+    assert torch.equal(mem.M, M0 + K.T @ V)
+    # no copy: the kept pairs are the caller's tensors
+    assert mem.keys.data_ptr() == K.data_ptr() and mem.dual_values.data_ptr() == V.data_ptr()
+    # the same dual as the old arithmetic (keys copied, dual = v * eta)
+    assert torch.equal(mem.keys, K.clone()) and torch.equal(
+        mem.dual_values, V * torch.tensor(1.0, dtype=dtype)
+    )
+    q = torch.randn(3, d_k, generator=gen, dtype=dtype)
+    old = SlotMemory("dot", "identity")
+    old.write(K.clone(), V * torch.tensor(1.0, dtype=dtype))
+    assert torch.equal(mem.to_slots(include_initial=False).read(q), old.read(q))
 
 
 def test_clear_and_batch_shape():

@@ -124,8 +124,15 @@ class MatrixMemory:
         ``False`` only ``M`` is stored.
 
     Leading (batch) dimensions are fixed by the first write (or ``M0``); later writes
-    must have the same batch shape or one that broadcasts to it. Stored keys are
-    copies, so changing the caller's tensors later does not change the memory.
+    must have the same batch shape or one that broadcasts to it. With ``keep_pairs`` the
+    written key tensors (and, at rate 1 without decay, the value tensors, which are then
+    the dual values ``u_n = v_n``) are kept by reference, not copied, so a default write
+    costs one ``K^T V``. As autograd does with the tensors it saves, the memory records
+    their version counters and checks them whenever the pairs are used (``keys``,
+    ``dual_values``, ``to_slots``, ``state_tensors``): a tensor changed in place after
+    ``write`` raises ``RuntimeError`` there (pass ``keys.clone()`` or use
+    ``keep_pairs=False``). ``M`` itself never depends on the caller's tensors after a
+    write. Numpy input is copied (numpy writes are not tracked).
     """
 
     def __init__(
@@ -190,6 +197,9 @@ class MatrixMemory:
         self._call_decay: list[torch.Tensor | None] = []
         # prod of every decay so far: how much of M0 is left.
         self._initial_scale: torch.Tensor | None = None
+        # Caller tensors kept by reference in the chunks, with their version counters at
+        # write time and the argument's name: checked before every use (_check_kept).
+        self._kept: list[tuple[torch.Tensor, int, str]] = []
 
     def clear(self) -> None:
         """Forget everything written: back to ``M0`` (or zeros), keep the settings."""
@@ -338,7 +348,17 @@ class MatrixMemory:
         k_in, v_in = k, v
         if self.rule == "delta":
             _warn_if_unstable(eta, k)
-        k_store = k.clone() if self.keep_pairs else k  # the caller may change k in place
+        # Caller tensors to keep by reference (and check, _check_kept) instead of copying.
+        kept: list[tuple[torch.Tensor, int, str]] = []
+        k_store = k
+        if self.keep_pairs and _shares_input(k, keys):
+            if _trackable(k, keys):
+                kept.append((k, k._version, "keys"))
+            else:
+                # numpy (its writes bump no version counter), inference tensors (no counter)
+                # and non-contiguous layouts (a copy's layout, hence to_slots' reads, may
+                # differ): copied, as before
+                k_store = k.clone()
 
         M = self._M
         if M is None:
@@ -358,7 +378,23 @@ class MatrixMemory:
                 M = hebbian_write(M, k, v, eta, lam)
         elif self.rule == "hebbian":
             # Gamma_n eta_n v_n (hebbian_dual_values; inlined for a scalar rate without decay)
-            dual = v * eta if lam is None and eta.ndim == 0 else hebbian_dual_values(v, eta, lam)
+            if lam is None and eta.ndim == 0:
+                rate = self.lr if lr is None else lr
+                if (
+                    isinstance(rate, int | float)
+                    and rate == 1.0
+                    and v.is_contiguous()
+                    and (not _shares_input(v_in, values) or _trackable(v_in, values))
+                ):
+                    # v * 1.0 is v bit for bit, and a contiguous v is laid out as the product
+                    # would be: the matmul below and the dual are unchanged, without the copy.
+                    dual = v
+                    if _shares_input(v_in, values):
+                        kept.append((v_in, v_in._version, "values"))
+                else:
+                    dual = v * eta
+            else:
+                dual = hebbian_dual_values(v, eta, lam)
             if call_decay is not None:
                 M = M * call_decay[..., None, None]
             # One matmul: M + K^T (diag(Gamma eta) V), docs/science.md 1.1.
@@ -381,11 +417,12 @@ class MatrixMemory:
                 call_decay if self._initial_scale is None else self._initial_scale * call_decay
             )
         if dual is not None:
-            # Expanded view of the copy: batch-broadcast keys are materialised only on
-            # concatenation. Dual values are fresh tensors already.
+            # Expanded view of the stored keys: batch-broadcast keys are materialised only on
+            # concatenation. Dual values are fresh tensors or the caller's, kept as the keys.
             self._key_chunks.append(k_store.expand(*batch, n, self.d_k))
             self._dual_chunks.append(dual)
             self._call_decay.append(call_decay)
+            self._kept.extend(kept)
         return self
 
     def read(self, queries: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -414,8 +451,28 @@ class MatrixMemory:
 
     # ------------------------------------------------------------------ dual form
 
+    def _check_kept(self) -> None:
+        """Raise if a caller tensor kept by reference was changed in place since its write.
+
+        The check autograd makes on the tensors it saves: in-place operations bump a tensor's
+        version counter (shared with its views and its base).
+        """
+        for t, version, name in self._kept:
+            if t._version != version:
+                raise RuntimeError(
+                    f"{name}: modified in place after MatrixMemory.write (version {version}, "
+                    f"now {t._version}); the memory keeps the written {name} by reference "
+                    f"for to_slots, keys and dual_values: pass a copy ({name}.clone()) to "
+                    f"write, or use keep_pairs=False"
+                )
+
     def _consolidate(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Concatenate the stored chunks once, folding in the decays of later calls."""
+        """Concatenate the stored chunks once, folding in the decays of later calls.
+
+        Every reader of the kept pairs comes through here, so the caller tensors kept by
+        reference are checked here (``_check_kept``).
+        """
+        self._check_kept()
         if len(self._key_chunks) > 1:
             scale: torch.Tensor | None = None  # product of call decays after chunk j
             duals: list[torch.Tensor] = []
@@ -433,6 +490,8 @@ class MatrixMemory:
             self._key_chunks, self._dual_chunks = [keys], [dual]
             # The merged chunk is the earliest; its own call decay scales nothing.
             self._call_decay = [None]
+            # torch.cat made fresh tensors: nothing of the caller's is kept any more.
+            self._kept = []
         return self._key_chunks[0], self._dual_chunks[0]
 
     @property
@@ -543,6 +602,29 @@ class MatrixMemory:
         elif mem.keep_pairs and count:
             raise ValueError("tensors: expected 'keys' and 'dual_values' for a non-empty memory")
         return mem
+
+
+def _shares_input(t: torch.Tensor, original: Any) -> bool:
+    """Whether ``t`` (from ``MatrixMemory._as_input``) may share memory with ``original``.
+
+    A tensor argument comes back as itself unless its dtype or device changed (then it is a
+    fresh copy); a numpy array through ``torch.from_numpy``, sharing its memory unless
+    ``np.ascontiguousarray`` or a dtype change copied it; nested lists become fresh arrays.
+    """
+    if isinstance(original, torch.Tensor):
+        return t is original
+    if isinstance(original, np.ndarray):
+        return t.numel() > 0 and t.data_ptr() == original.__array_interface__["data"][0]
+    return False
+
+
+def _trackable(t: torch.Tensor, original: Any) -> bool:
+    """Whether the caller's ``t`` can be kept by reference and checked by version counter.
+
+    Not numpy memory (numpy writes bump no counter), not inference tensors (they have
+    none), and only contiguous tensors, laid out as the copy kept before would be.
+    """
+    return isinstance(original, torch.Tensor) and not t.is_inference() and t.is_contiguous()
 
 
 def _warn_if_unstable(eta: torch.Tensor, keys: torch.Tensor) -> None:
