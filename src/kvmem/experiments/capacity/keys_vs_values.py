@@ -356,7 +356,7 @@ def _auto_scores(
     if name == "dot":
         return _dot(queries, items, items_t)
     if name == "manhattan":
-        return _neg_manhattan(queries, items)
+        return _neg_manhattan(queries, items, items_t)
     if name == "euclidean":
         q2 = (queries * queries).sum(-1, keepdim=True)
         x2 = (items * items).sum(-1).unsqueeze(-2)
@@ -394,7 +394,9 @@ def _dot(
     return _matmul_c(queries, items.transpose(-1, -2) if items_t is None else items_t)
 
 
-def _neg_manhattan(queries: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+def _neg_manhattan(
+    queries: torch.Tensor, items: torch.Tensor, items_t: torch.Tensor | None = None
+) -> torch.Tensor:
     """``-sum_d |q_d - x_d|``: queries ``[C, S, Q, D]`` x items ``[S, N, D]`` -> ``[C, S, Q, N]``.
 
     The value of :func:`kvmem.core.similarity.neg_manhattan` (``torch.cdist``, p = 1, direct
@@ -405,7 +407,11 @@ def _neg_manhattan(queries: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     ~3x faster on the large blocks; checked in the tests.
     """
     qt = queries.movedim(-1, 0).contiguous().unsqueeze(-1)  # [D, C, S, Q, 1]
-    xt = items.movedim(-1, 0).contiguous().unsqueeze(-2)  # [D, S, 1, N]
+    # [D, S, 1, N]: a view of the transposed items when given (the terms are elementwise,
+    # so the layout does not change them), else a transposed copy
+    xt = (
+        items_t.movedim(-2, 0) if items_t is not None else items.movedim(-1, 0).contiguous()
+    ).unsqueeze(-2)
     acc = torch.zeros(*queries.shape[:-1], items.shape[-2], dtype=queries.dtype)
     tmp = torch.empty_like(acc)
     for d in range(queries.shape[-1]):
