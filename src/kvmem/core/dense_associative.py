@@ -108,7 +108,8 @@ class DenseAssociativeMemory(_StoredPatterns):
         m = _as_mask(mask, x)
         _check_pm1(x, m, "patterns")
         # Masked rows may hold anything (padding); zero them so they are inert everywhere.
-        x64 = torch.where(m[..., None], x.to(torch.float64), 0.0)
+        # (masked_fill on a fresh copy: ~10x faster here than where() with a Python scalar)
+        x64 = x.to(torch.float64, copy=True).masked_fill_(~m[..., None], 0.0)
         if self._x is None:
             self._dtype = x.dtype
         else:
@@ -221,10 +222,10 @@ class DenseAssociativeMemory(_StoredPatterns):
     def _delta_all(self, s: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Delta_i for every unit at once (module docstring): ``[..., Q, N]``."""
         m = s @ x.transpose(-1, -2)  # [..., Q, P] overlaps, exact integers
+        if self._odd_power_exact(x):
+            return self._delta_odd_power(s, x, m)
         valid = mask[..., None, :]
         w = valid.to(m.dtype)
-        if self._odd_power_exact(x):
-            return self._delta_odd_power(s, x, m, w)
         shift = self._shift(m, valid)
         f0, fp2, fm2 = self._f(m, shift), self._f(m + 2, shift), self._f(m - 2, shift)
         curv = ((2 * f0 - fm2 - fp2) * w).sum(-1, keepdim=True)  # [..., Q, 1]
@@ -243,9 +244,7 @@ class DenseAssociativeMemory(_StoredPatterns):
         p, n_units = x.shape[-2], x.shape[-1]
         return 2 * max(p, 1) * (n_units + 2) ** self.n < 2**53
 
-    def _delta_odd_power(
-        self, s: torch.Tensor, x: torch.Tensor, m: torch.Tensor, w: torch.Tensor
-    ) -> torch.Tensor:
+    def _delta_odd_power(self, s: torch.Tensor, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         """:meth:`_delta_all` for F = x^n, n odd, by the binomial expansions
 
             F(m + a) - F(m - a) = 2 sum_{k odd} C(n, k) a^k m^(n-k)      (even in m, > 0)
@@ -257,13 +256,15 @@ class DenseAssociativeMemory(_StoredPatterns):
         """
 
         def poly(coef: dict[int, float], z: torch.Tensor) -> torch.Tensor:
-            """sum_j coef[j] z^j (Horner, from the top power down)."""
+            """sum_j coef[j] z^j by Horner's rule, in place on one fresh tensor."""
             top = max(coef)
-            out = torch.full_like(z, coef[top])
-            for j in range(top - 1, -1, -1):
-                out.mul_(z)
+            out = z * coef[top]
+            for j in range(top - 1, 0, -1):  # out <- (out + c_j) z
                 if coef.get(j):
                     out.add_(coef[j])
+                out.mul_(z)
+            if coef.get(0):
+                out.add_(coef[0])
             return out
 
         n = self.n
@@ -273,11 +274,14 @@ class DenseAssociativeMemory(_StoredPatterns):
 
         even = {n - k: -2.0 * math.comb(n, k) * 2**k for k in range(2, n + 1, 2)}
         # (+ 0.0: an exact zero is +0, as the direct difference gives)
-        curv = (poly(even, m) * w).sum(-1, keepdim=True) + 0.0  # [..., Q, 1]
-        delta = 0.5 * (s * curv + (poly(odd_part(2), m) * w) @ x)
+        # Masked (unstored) rows of x are zero, so their overlaps m are 0: the even part
+        # (odd powers of m) is 0 there and the odd part meets a zero row of x, so no
+        # weighting by the mask is needed.
+        curv = poly(even, m).sum(-1, keepdim=True) + 0.0  # [..., Q, 1]
+        delta = torch.addcmul(poly(odd_part(2), m) @ x, s, curv).mul_(0.5)
         unset = s == 0
         if bool(unset.any()):
-            g1 = (poly(odd_part(1), m) * w) @ x
+            g1 = poly(odd_part(1), m) @ x
             delta = torch.where(unset, g1, delta)
         return delta
 

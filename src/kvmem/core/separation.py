@@ -91,7 +91,8 @@ def softmax(s: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
     """
     beta = check_positive(beta, "beta")
     s = _scores(s)
-    return torch.softmax(s * beta, dim=-1)
+    # s * 1.0 is s bit for bit: skip the pass (and the copy) at the default temperature
+    return torch.softmax(s if beta == 1.0 else s * beta, dim=-1)
 
 
 def hard_max(s: torch.Tensor) -> torch.Tensor:
