@@ -1,4 +1,6 @@
-"""``python -m kvmem.bench [--json FILE] [--quick]``: throughput of the core memories.
+"""``python -m kvmem.bench [--threads 1,2] [--json F] [--markdown F] [--readme F] [--quick]``.
+
+Throughput of the core memories.
 
 Measures this machine's float32 matmul peak first, then reports GFLOP/s and the fraction of
 that peak for the hot paths of ``kvmem.core`` (docs/science.md 1.1-1.3): the Hebbian batch write,
@@ -10,21 +12,28 @@ rule of ``FastWeightMemory`` (forward + backward) against its step-by-step refer
 against a straightforward chunked implementation written from the DeltaNet paper, and
 ``KeyValueAttention`` against ``scaled_dot_product_attention`` on the same projections.
 Every speed-up row also checks that the two results agree. Timings are the median of
-several runs after a warm-up, with PyTorch's default thread count. Speed is reported
-here, never asserted in tests (docs/architecture.md).
+several runs after a warm-up, with PyTorch's default thread count, or once per thread
+count of ``--threads`` (each pass measures its own ``matmul_peak`` and states % peak against
+it; the rows of ``kvmem.bench_ops`` and ``kvmem.bench_hopfield`` fix their own thread counts,
+so they are measured once, in the first pass). Every row records the thread count it ran
+with. ``--markdown`` / ``--readme`` write the table as Markdown (``kvmem.bench_readme``), the
+latter between the ``<!-- bench:start -->`` / ``<!-- bench:end -->`` lines of a README.
+Speed is reported here, never asserted in tests (docs/architecture.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -73,6 +82,9 @@ class Row:
     speedup: float | None = None
     max_error: float | None = None  # agreement check of two ways of computing one result
     note: str = ""
+    #: intra-op threads the row ran with: torch's setting when the row is built, which every
+    #: row builder does right after timing, under the thread count it timed with
+    threads: int = field(default_factory=torch.get_num_threads)
 
 
 def _median_time(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[float, Any]:
@@ -138,9 +150,31 @@ def measure_peak(sizes: Sequence[int], repeats: int) -> Row:
     )
 
 
-def run(quick: bool = False, progress: Callable[[str], None] | None = None) -> list[Row]:
-    """Run every benchmark; ``quick`` uses tiny shapes (a smoke test, seconds)."""
-    say = progress or (lambda _msg: None)
+def run(
+    quick: bool = False,
+    progress: Callable[[str], None] | None = None,
+    threads: int | None = None,
+    peer_rows: bool = True,
+) -> list[Row]:
+    """Run every benchmark; ``quick`` uses tiny shapes (a smoke test, seconds).
+
+    ``threads``: run on that many intra-op threads (``torch.set_num_threads``, restored
+    after); ``None`` keeps torch's setting. ``peer_rows=False`` leaves out the rows of
+    ``kvmem.bench_ops`` and ``kvmem.bench_hopfield``, which set their own thread counts and
+    so would only repeat themselves in a second pass.
+    """
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _run(quick, progress or (lambda _msg: None), peer_rows)
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def _run(quick: bool, say: Callable[[str], None], peer_rows: bool) -> list[Row]:
+    """The body of ``run`` at the current thread count."""
     torch.manual_seed(0)
     if quick:
         sizes, rep, rep_big = (128, 256), 2, 1
@@ -359,10 +393,11 @@ def run(quick: bool = False, progress: Callable[[str], None] | None = None) -> l
     )
 
     rows += _layer_rows(quick, rep, rep_big, peak, say)
-    say("operations against their peers (SDPA, topk, bare tensor ops)")
-    rows += op_rows(quick)
-    say("ClassicalHopfield asynchronous sweeps against a plain numpy loop")
-    rows += hopfield_rows(quick)
+    if peer_rows:
+        say("operations against their peers (SDPA, topk, bare tensor ops)")
+        rows += op_rows(quick)
+        say("ClassicalHopfield asynchronous sweeps against a plain numpy loop")
+        rows += hopfield_rows(quick)
 
     # The peak again: if other processes took the cores during the run, the two disagree
     # and every "% peak" above is suspect (flagged in the note and by main()).
@@ -554,14 +589,29 @@ def _layer_rows(
 
 
 def format_table(rows: Sequence[Row]) -> str:
-    """A fixed-width text table of the rows (name, shape, seconds, GFLOP/s, % peak, target)."""
-    head = ("name", "shape", "seconds", "GFLOP/s", "% peak", "target", "status", "speedup", "error")
+    """A fixed-width text table of the rows (name, shape, threads, seconds, GFLOP/s, % peak, ...).
+
+    ``speedup`` is peer seconds / kvmem seconds (above 1x: kvmem faster).
+    """
+    head = (
+        "name",
+        "shape",
+        "threads",
+        "seconds",
+        "GFLOP/s",
+        "% peak",
+        "target",
+        "status",
+        "speedup",
+        "error",
+    )
     body = []
     for r in rows:
         body.append(
             (
                 r.name,
                 r.shape,
+                str(r.threads),
                 f"{r.seconds:.3g}",
                 "-" if r.gflops is None else f"{r.gflops:.1f}",
                 "-" if r.pct_peak is None else f"{r.pct_peak:.1f}",
@@ -576,7 +626,7 @@ def format_table(rows: Sequence[Row]) -> str:
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)) for b in body]
     lines.append("")
-    lines += [f"{r.name}: {r.note}" for r in rows if r.note]
+    lines += [f"{r.name} ({r.threads} thread(s)): {r.note}" for r in rows if r.note]
     return "\n".join(lines)
 
 
@@ -588,45 +638,120 @@ def _load() -> float | None:
         return None
 
 
+def _thread_counts(text: str) -> list[int]:
+    """``"1,2"`` -> ``[1, 2]``: distinct positive thread counts, in the order given."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of integers: {text!r}"
+        ) from None
+    if not counts or min(counts) < 1 or len(set(counts)) != len(counts):
+        raise argparse.ArgumentTypeError(f"need distinct thread counts >= 1: {text!r}")
+    return counts
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmarks, print the table (and write ``--json FILE``); returns exit code 0."""
+    """Run the benchmarks, print the table, write ``--json`` / ``--markdown`` / ``--readme``.
+
+    Returns 0, or 2 (before measuring anything) when the ``--readme`` file lacks the
+    ``<!-- bench:start -->`` / ``<!-- bench:end -->`` lines.
+    """
+    from kvmem.bench_readme import (
+        BENCH_END,
+        BENCH_START,
+        MarkersMissing,
+        check_markers,
+        markdown_table,
+        readme_block,
+        replace_between_markers,
+    )
+
     parser = argparse.ArgumentParser(prog="python -m kvmem.bench", description=__doc__)
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON (atomic)")
     parser.add_argument("--quick", action="store_true", help="tiny shapes (smoke test)")
+    parser.add_argument(
+        "--threads",
+        metavar="N[,N...]",
+        type=_thread_counts,
+        help="run the rows once per thread count, e.g. 1,2 (default: torch's current count); "
+        "the kvmem.bench_ops / bench_hopfield rows fix their own and run once, in the first pass",
+    )
+    parser.add_argument("--markdown", metavar="FILE", help="also write a Markdown table (atomic)")
+    parser.add_argument(
+        "--readme",
+        metavar="FILE",
+        help=f"replace the lines between {BENCH_START} and {BENCH_END} in FILE with the table",
+    )
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    if args.readme:
+        try:  # fail now, not after many minutes of measuring
+            check_markers(args.readme)
+        except (MarkersMissing, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
 
+    before = torch.get_num_threads()
+    passes: list[int | None] = list(args.threads) if args.threads else [None]
     load_before = _load()
     started = time.perf_counter()
-    rows = run(quick=args.quick, progress=lambda m: print(f"... {m}", file=sys.stderr))
+    rows: list[Row] = []
+    for k, n_threads in enumerate(passes):
+        label = f"[{n_threads} thread(s)] " if n_threads is not None else ""
+        rows += run(
+            quick=args.quick,
+            progress=lambda m, label=label: print(f"... {label}{m}", file=sys.stderr),
+            threads=n_threads,
+            peer_rows=k == 0,
+        )
+    assert torch.get_num_threads() == before  # run() restores the setting
     duration = time.perf_counter() - started
     print(format_table(rows))
     load_after = _load()
+    counts = sorted({r.threads for r in rows})
     print(
-        f"\n{torch.get_num_threads()} threads, torch {torch.__version__}, {duration:.1f} s total, "
-        f"load average {load_before} before / {load_after} after"
+        f"\n{'/'.join(map(str, counts))} threads, torch {torch.__version__}, "
+        f"{duration:.1f} s total, load average {load_before} before / {load_after} after"
     )
     if max(load_before or 0.0, load_after or 0.0) > 1.0:
         print("warning: other processes were running; timings and % peak are pessimistic")
-    if args.json:
-        from kvmem.results import atomic_write_text, to_jsonable
+    peaks = {r.threads: r.gflops for r in rows if r.name == "matmul_peak"}
+    environment = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpus": os.cpu_count(),
+        "threads": before,
+        "thread_counts": [r.threads for r in rows if r.name == "matmul_peak"],
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "duration_s": duration,
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+    }
+    from kvmem.results import atomic_write_text, to_jsonable
 
+    if args.json:
         doc = {
             "benchmark": "kvmem.bench",
             "quick": bool(args.quick),
             "peak_gflops": rows[0].gflops,
+            "peak_gflops_by_threads": {str(t): g for t, g in peaks.items()},
             "rows": [asdict(r) for r in rows],
-            "environment": {
-                "torch": torch.__version__,
-                "python": platform.python_version(),
-                "machine": platform.machine(),
-                "processor": platform.processor(),
-                "threads": torch.get_num_threads(),
-                "duration_s": duration,
-                "load_average_before": load_before,
-                "load_average_after": load_after,
-            },
+            "environment": environment,
         }
         atomic_write_text(args.json, json.dumps(to_jsonable(doc), indent=2) + "\n")
+    if args.markdown or args.readme:
+        md = markdown_table(rows, environment, shlex.join(["python", "-m", "kvmem.bench", *argv]))
+        if args.markdown:
+            atomic_write_text(args.markdown, md)
+        if args.readme:
+            try:
+                replace_between_markers(args.readme, readme_block(md))
+            except (MarkersMissing, OSError) as exc:  # the file changed during the run
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
     return 0
 
 
