@@ -236,3 +236,16 @@ def test_top_k_fast_path_equals_sorted_reference(n: int, k: int, levels: int, se
     assert torch.equal(w, ref_w)
     # the documented tie rule: top_k(k=1) agrees with hard_max
     assert torch.equal(sep.top_k(s, 1), sep.hard_max(s))
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(300, 3000), k=st.integers(1, 12), seed=st.integers(0, 999))
+def test_top_k_without_ties_equals_sorted_reference(n: int, k: int, seed: int) -> None:
+    # continuous scores: every row strictly decreasing at the top, the early-return path
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randn(4, 3, n, generator=g)
+    vals, _ = torch.topk(s, k + 1, dim=-1)
+    assert bool((vals[..., :-1] > vals[..., 1:]).all())
+    ref_v, ref_i = sep._first_k_sorted(s, k)
+    got_v, got_i = sep._first_k(s, k)
+    assert torch.equal(got_i, ref_i) and torch.equal(got_v, ref_v)

@@ -131,6 +131,11 @@ def _first_k_topk(s: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     if k >= n:
         return _first_k_sorted(s, k)
     vals, idx = torch.topk(s, k + 1, dim=-1, largest=True, sorted=True)
+    if bool((vals[..., :-1] > vals[..., 1:]).all()):
+        # The usual case: the k + 1 largest strictly decreasing in every row (no tie, no NaN,
+        # which topk would have ranked first), so the kept set and its order are the only
+        # ones possible, the stable sort's included.
+        return vals[..., :k], idx[..., :k]
     kth, nxt = vals[..., k - 1], vals[..., k]
     # Order the k kept: ascending index first, then a stable sort by score (k elements only).
     idx, perm = torch.sort(idx[..., :k], dim=-1)
