@@ -11,7 +11,9 @@ in memory precision": ``p_T`` falls with delay while ``kappa`` stays flat. The p
 numbers were **not transcribed** in this build (their figure values are not in this
 repository): the figure draws the published *pattern* (precision ratio 1 across delays, from
 the abstract), and the claims are the qualitative dissociation. Replace with values read
-from their Fig. 2 when available.
+from their Fig. 2, or fitted to their data (the paper states that the anonymised data and
+the MATLAB analysis scripts are on OSF, http://osf.io/8mzyc/; this project's build machines
+cannot reach it), when available.
 
 **Protocol (per simulated subject).** ``len(delays) * items_per_delay`` word-location pairs
 are studied in one session (day 0, one context); each pair is tested once, after its delay
