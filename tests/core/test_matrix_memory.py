@@ -582,3 +582,148 @@ def test_rate_set_after_construction_is_used() -> None:
     mem.lr = 0.5
     mem.write(k, v)
     torch.testing.assert_close(mem.M, 1.5 * torch.ones(3, 2), rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------- fast paths (issue 15)
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    """The raw bits of a float tensor (tells -0.0 from 0.0, unlike torch.equal)."""
+    return t.contiguous().view({torch.float32: torch.int32, torch.float64: torch.int64}[t.dtype])
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and torch.equal(_bits(a), _bits(b))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    sizes=st.lists(st.integers(1, 40), min_size=1, max_size=4),
+    d_k=st.integers(1, 12),
+    d_v=st.integers(1, 12),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    with_m0=st.booleans(),
+    keep_pairs=st.booleans(),
+    lr=st.sampled_from([None, 1.0]),
+)
+def test_plain_write_and_read_match_the_general_path_bit_for_bit(
+    seed, sizes, d_k, d_v, dtype, with_m0, keep_pairs, lr
+):
+    # The 2-D, rate-1, no-decay write and the 2-D read skip the general path's conversions
+    # (_write_plain, MatrixMemory.read); M, kept pairs, dual reads and reads are unchanged.
+    from unittest import mock
+
+    gen = torch.Generator().manual_seed(seed)
+    M0 = torch.randn(d_k, d_v, generator=gen, dtype=dtype) if with_m0 else None
+    fast = MatrixMemory(d_k, d_v, M0=M0, keep_pairs=keep_pairs)
+    slow = MatrixMemory(d_k, d_v, M0=M0, keep_pairs=keep_pairs)
+    taken = []
+    plain = MatrixMemory._write_plain
+    for n in sizes:
+        K = torch.randn(n, d_k, generator=gen, dtype=dtype)
+        V = torch.randn(n, d_v, generator=gen, dtype=dtype)
+        V[V.abs() < 0.3] = -0.0  # signed zeros must survive as in the general path
+        with mock.patch.object(
+            MatrixMemory, "_write_plain", lambda *a: taken.append(plain(*a)) or taken[-1]
+        ):
+            fast.write(K, V, lr=lr)
+        with mock.patch.object(MatrixMemory, "_write_plain", lambda *a: False):
+            slow.write(K, V, lr=lr)
+    # every write after the first (or every write, with M0) takes the fast path
+    assert taken == [with_m0] + [True] * (len(sizes) - 1)
+    assert _same(fast.M, slow.M) and len(fast) == len(slow) == sum(sizes)
+    assert fast.batch_shape == slow.batch_shape == ()
+    q = torch.randn(5, d_k, generator=gen, dtype=dtype)
+    # the numpy query goes through the general read (as_float_tensor, broadcast, q @ M)
+    assert _same(fast.read(q), slow.read(q.numpy())) and _same(fast.read(q), q @ slow.M)
+    if keep_pairs:
+        assert _same(fast.keys, slow.keys) and _same(fast.dual_values, slow.dual_values)
+        assert _same(fast.to_slots().read(q), slow.to_slots().read(q))
+
+
+def test_plain_write_checks_and_errors_as_the_general_path() -> None:
+    # Once written (the fast path applies), bad input still raises the same errors, and a
+    # rejected write changes nothing.
+    nan = float("nan")
+    calls = [
+        lambda m: m.write(torch.full((5, 3), nan), torch.zeros(5, 2)),
+        lambda m: m.write(torch.zeros(5, 3), torch.full((5, 2), float("inf"))),
+        lambda m: m.write(torch.zeros(5, 4), torch.zeros(5, 2)),
+        lambda m: m.write(torch.zeros(5, 3), torch.zeros(4, 2)),
+        lambda m: m.write(torch.zeros(5, 3, dtype=torch.int64), torch.zeros(5, 2)),
+        lambda m: m.write(torch.zeros(5, 3), torch.zeros(5, 2), lr=True),
+        lambda m: m.read(torch.full((2, 3), nan)),
+        lambda m: m.read(torch.zeros(2, 4)),
+        lambda m: m.read(torch.zeros(2, 3, dtype=torch.int32)),
+        lambda m: m.read(torch.zeros(3)),
+    ]
+    for call in calls:
+        mem = MatrixMemory(3, 2).write(torch.ones(2, 3), torch.ones(2, 2))
+        M, n = mem.M.clone(), len(mem)
+        with pytest.raises((ValueError, TypeError)) as fast_err:
+            call(mem)
+        assert torch.equal(mem.M, M) and len(mem) == n and len(mem.keys) == n
+        ref = MatrixMemory(3, 2)  # empty: the general path for every call
+        with pytest.raises(fast_err.type) as ref_err:
+            call(ref)
+        assert str(fast_err.value) == str(ref_err.value)
+
+
+def test_plain_write_keeps_by_reference_and_checks_versions() -> None:
+    gen = torch.Generator().manual_seed(9)
+    K1, V1 = torch.randn(4, 3, generator=gen), torch.randn(4, 2, generator=gen)
+    K2, V2 = torch.randn(5, 3, generator=gen), torch.randn(5, 2, generator=gen)
+    mem = MatrixMemory(3, 2).write(K1, V1).write(K2, V2)  # the second write: fast path
+    keys, dual = mem.keys.clone(), mem.dual_values.clone()
+    assert torch.equal(keys, torch.cat([K1, K2])) and torch.equal(dual, torch.cat([V1, V2]))
+    mem = MatrixMemory(3, 2).write(K1, V1).write(K2, V2)
+    V2.mul_(2.0)
+    with pytest.raises(RuntimeError, match=r"values: modified in place after MatrixMemory"):
+        mem.to_slots()
+    # the stored chunks are views of their own: a swap of the caller's tensor data (which
+    # bumps no version counter) does not reach them
+    K3, V3 = torch.randn(5, 3, generator=gen), torch.randn(5, 2, generator=gen)
+    mem = MatrixMemory(3, 2).write(K1, V1).write(K3, V3)
+    K3_before = K3.clone()
+    K3.data = torch.zeros(2, 7)
+    assert torch.equal(mem.keys[4:], K3_before)
+    # non-contiguous keys on a later write are copied, as on the first
+    Kt = torch.randn(3, 5, generator=gen).mT
+    mem = MatrixMemory(3, 2).write(K1, V1).write(Kt, V3)
+    Kt_before = Kt.clone()
+    Kt.add_(1.0)
+    assert torch.equal(mem.keys[4:], Kt_before)
+
+
+def test_plain_write_gradients_match_the_general_path() -> None:
+    from unittest import mock
+
+    gen = torch.Generator().manual_seed(10)
+    K = torch.randn(6, 3, generator=gen, requires_grad=True)
+    V = torch.randn(6, 2, generator=gen, requires_grad=True)
+    q = torch.randn(4, 3, generator=gen)
+    grads = []
+    for force_general in (False, True):
+        mem = MatrixMemory(3, 2).write(torch.ones(1, 3), torch.ones(1, 2))
+        with mock.patch.object(
+            MatrixMemory,
+            "_write_plain",
+            (lambda *a: False) if force_general else MatrixMemory._write_plain,
+        ):
+            mem.write(K, V)
+        mem.read(q).square().sum().backward()
+        grads.append((K.grad.clone(), V.grad.clone()))
+        K.grad = V.grad = None
+    assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
+
+
+def test_plain_write_leaves_other_rates_to_the_general_path() -> None:
+    # a rate set later as a tensor is not "the number 1": general path, as before
+    k, v = torch.eye(3), torch.ones(3, 2)
+    mem = MatrixMemory(3, 2).write(k, v)
+    mem.lr = torch.tensor(1.0)
+    V = torch.ones(3, 2)
+    mem.write(k, V)
+    V.add_(1.0)  # the dual values of a tensor rate are a copy (v * eta): no RuntimeError
+    assert torch.equal(mem.dual_values, torch.ones(6, 2))

@@ -433,3 +433,85 @@ def test_chunked_softmax_read_leaves_user_kernel_scores_alone() -> None:
     out = mem.read(q)
     torch.testing.assert_close(out, torch.softmax(q @ K.T, dim=-1) @ V)
     torch.testing.assert_close(torch.cat(kept, dim=-1), q @ K.T)  # not exponentiated in place
+
+
+# --- fast paths of tiny reads (issue 15) ----------------------------------------------------
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    """The raw bits of a float tensor (tells -0.0 from 0.0, unlike torch.equal)."""
+    return t.contiguous().view({torch.float32: torch.int32, torch.float64: torch.int64}[t.dtype])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n=st.integers(1, 40),
+    num_q=st.integers(1, 9),
+    d_k=st.integers(1, 10),
+    d_v=st.integers(1, 10),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    sep=st.sampled_from(["hard_max", "top_k", "softmax", "identity", "sparsemax"]),
+    sim=st.sampled_from(["dot", "scaled_dot", "cosine"]),
+    ties=st.booleans(),
+)
+def test_2d_reads_match_the_batched_path_and_the_old_formula_bit_for_bit(
+    seed, n, num_q, d_k, d_v, dtype, sep, sim, ties
+):
+    # 2-D queries on a 2-D memory skip the query conversion, the broadcasts and matmul's
+    # shape handling (SlotMemory._queries, _read, _stream_best); a batch of one goes the
+    # general way. Small integer keys make tied scores; zeroed values carry -0.0.
+    g = torch.Generator().manual_seed(seed)
+    if ties:
+        K = torch.randint(-1, 2, (n, d_k), generator=g).to(dtype)
+        q = torch.randint(-1, 2, (num_q, d_k), generator=g).to(dtype)
+    else:
+        K = torch.randn(n, d_k, generator=g, dtype=dtype)
+        q = torch.randn(num_q, d_k, generator=g, dtype=dtype)
+    V = torch.randn(n, d_v, generator=g, dtype=dtype)
+    V[V.abs() < 0.3] = -0.0
+    mem = SlotMemory(sim, sep, k=min(3, n) if sep == "top_k" else None)
+    mem.write(K, V)
+    out = mem.read(q)
+    assert out.shape == (num_q, d_v) and out.dtype == dtype
+    assert torch.equal(_bits(out), _bits(mem.read(q[None])[0]))
+    if sim == "dot" and sep == "hard_max":
+        # the operator's arithmetic before issue 15: uniform weights times the gathered rows
+        best_s, best_i = (q @ K.transpose(-1, -2)).max(dim=-1, keepdim=True)
+        old = (torch.full_like(best_s, 1.0).unsqueeze(-2) @ V[best_i]).squeeze(-2)
+        assert torch.equal(_bits(out), _bits(old))
+    if sim == "dot" and sep == "softmax":
+        assert torch.equal(_bits(out), _bits(torch.softmax(q @ K.transpose(-1, -2), -1) @ V))
+
+
+def test_2d_read_checks_queries_as_before() -> None:
+    mem = SlotMemory("dot", "hard_max")
+    mem.write(torch.randn(5, 4), torch.randn(5, 3))
+    bad = torch.zeros(2, 4)
+    bad[1, 2] = float("inf")
+    with pytest.raises(ValueError, match=r"^queries: contains 1 NaN or Inf value\(s\)$"):
+        mem.read(bad)
+    with pytest.raises(ValueError, match=r"queries: expected last dimension d_k = 4"):
+        mem.read(torch.zeros(2, 3))
+    with pytest.raises(TypeError, match="queries: expected a floating dtype"):
+        mem.read(torch.zeros(2, 4, dtype=torch.int64))
+    # other dtypes are still converted, and the output has the queries' dtype
+    out = mem.read(torch.zeros(2, 4, dtype=torch.float64))
+    assert out.dtype == torch.float64 and out.shape == (2, 3)
+
+
+@pytest.mark.parametrize("sep", ["hard_max", "top_k"])
+def test_2d_best_read_gradients_match_the_batched_path(sep: str) -> None:
+    g = torch.Generator().manual_seed(11)
+    K, V, q = torch.randn(12, 4, generator=g), torch.randn(12, 3, generator=g), torch.randn(5, 4)
+    V.requires_grad_(True)
+    grads = []
+    for lift in (False, True):
+        mem = SlotMemory("dot", sep, k=3 if sep == "top_k" else None)
+        mem.write(K, V)
+        out = mem.read(q[None])[0] if lift else mem.read(q)
+        out.square().sum().backward()
+        assert V.grad is not None
+        grads.append(V.grad.clone())
+        V.grad = None
+    assert torch.equal(grads[0], grads[1])

@@ -50,6 +50,9 @@ def _dtype_name(dtype: torch.dtype | None) -> str | None:
     return None if dtype is None else str(dtype).removeprefix("torch.")
 
 
+# The batch shape of a memory without leading dimensions.
+_NO_BATCH = torch.Size()
+
 # (device type, dtype) -> whether this backend's matmul turns every NaN / Inf of its inputs into a
 # non-finite output (decided once by _propagates_non_finite).
 _PROPAGATES: dict[tuple[str, torch.dtype], bool] = {}
@@ -64,6 +67,9 @@ def _propagates_non_finite(device: torch.device, dtype: torch.dtype) -> bool:
     the bad entry facing zeros only (the case such a shortcut would hide).
     """
     key = (device.type, dtype)
+    known = _PROPAGATES.get(key)  # one lookup: this runs on every write
+    if known is not None:
+        return known
     if key not in _PROPAGATES:
         ok = True
         for n, d_k, d_v in ((1, 1, 1), (5, 3, 2), (257, 64, 48)):
@@ -287,6 +293,8 @@ class MatrixMemory:
         ``[..., N]``. Hebbian: one matmul, ``M <- Lambda M + K^T diag(Gamma eta) V``;
         delta rule: the chunkwise-parallel form (``delta_write_chunked``).
         """
+        if self._write_plain(keys, values, lr, decay):
+            return self
         # The first write fixes dtype and device (unless given); committed only once all
         # checks pass, so a rejected write leaves the memory as it was.
         # Hebbian writes check keys and values for NaN / Inf through the product: M' is finite
@@ -405,7 +413,7 @@ class MatrixMemory:
                 # Gamma_n u_n, Gamma_n = prod_{m>n} lambda_m: the decay after item n
                 dual = u if lam is None else u * later_decay(lam, n)[..., None]
         # (a finite sum proves M finite; one that overflows only costs the full checks)
-        if late and not math.isfinite(M.detach().sum().item()):
+        if late and not math.isfinite((M.detach() if M.requires_grad else M).sum().item()):
             check_finite(k_in, "keys")
             check_finite(v_in, "values")
 
@@ -425,6 +433,67 @@ class MatrixMemory:
             self._kept.extend(kept)
         return self
 
+    def _write_plain(self, keys: Any, values: Any, lr: Any, decay: Any) -> bool:
+        """The common Hebbian write, ``M <- M + K^T V`` (docs/science.md 1.1), if it applies.
+
+        Per-call overhead (issue 15): a write of a few pairs costs a few microseconds of
+        arithmetic, so the general path's conversions, broadcasts and expands dominate it.
+        This path takes only what needs none of them: 2-D ``keys [N, d_k]`` and
+        ``values [N, d_v]`` tensors with ``N >= 1``, already of the memory's (2-D) ``M``'s
+        dtype and device, rate exactly 1 and no decay. It does the general path's arithmetic
+        (``eta * X`` and ``v * eta`` are ``X`` and ``v`` bit for bit at rate 1, an expand to
+        the same shape is the tensor itself) and the same checks; the checks it skips cannot
+        fail on such input. Returns whether it wrote; ``False`` leaves everything to
+        ``write``.
+        """
+        # Cheapest tests first; each one that fails hands the call to the general path.
+        M = self._M
+        if (
+            M is None
+            or self.rule != "hebbian"
+            or decay is not None
+            or self.decay is not None
+            # (a Python float exactly 1: a bool, tensor or array rate goes the general way)
+            or type(self.lr if lr is None else lr) is not float
+            or (self.lr if lr is None else lr) != 1.0
+            or not isinstance(keys, torch.Tensor)
+            or not isinstance(values, torch.Tensor)
+        ):
+            return False
+        ks, vs = keys.shape, values.shape
+        dtype, device = M.dtype, M.device
+        if not (
+            len(ks) == len(vs) == M.ndim == 2
+            and ks[1] == self.d_k
+            and vs[1] == self.d_v
+            and ks[0] == vs[0] > 0
+            and keys.dtype == values.dtype == dtype
+            and keys.device == values.device == device
+            # kept by reference (keep_pairs) only when trackable, as in the general path
+            and (not self.keep_pairs or (_trackable(keys, keys) and _trackable(values, values)))
+        ):
+            return False
+        # keys and values are checked for NaN / Inf through M' (see write)
+        if not _propagates_non_finite(device, dtype):
+            return False
+        M = M + keys.mT @ values
+        if not math.isfinite((M.detach() if M.requires_grad else M).sum().item()):
+            check_finite(keys, "keys")
+            check_finite(values, "values")
+        self._M = M  # a fresh contiguous [d_k, d_v]: the general path's expand + contiguous
+        self._batch = _NO_BATCH
+        self._count += ks[0]
+        if self.keep_pairs:
+            # Fresh views (as the general path's expands), so the stored chunks keep their
+            # shape whatever the caller does to its tensor objects; in-place changes of the
+            # data are caught by the version counters (_check_kept).
+            self._key_chunks.append(keys.view_as(keys))
+            self._dual_chunks.append(values.view_as(values))
+            self._call_decay.append(None)
+            self._kept.append((keys, keys._version, "keys"))
+            self._kept.append((values, values._version, "values"))
+        return True
+
     def read(self, queries: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Primal read ``v_hat = q M``: ``[..., Q, d_k] -> [..., Q, d_v]`` (docs/science.md 1.1).
 
@@ -432,6 +501,20 @@ class MatrixMemory:
         device and dtype; the product is computed on the memory's device in the wider
         of the two dtypes.
         """
+        M = self._M
+        if (
+            M is not None
+            and M.ndim == 2
+            and isinstance(queries, torch.Tensor)
+            and queries.ndim == 2
+            and queries.dtype == M.dtype
+            and queries.device == M.device
+            and queries.shape[1] == self.d_k
+        ):
+            # The common case (issue 15, per-call overhead): 2-D queries of the memory's dtype
+            # and device need no conversion and broadcast trivially; only NaN / Inf can fail.
+            check_finite(queries, "queries")
+            return queries @ M
         q = as_float_tensor(queries, "queries", min_ndim=2)
         check_dim(q, -1, self.d_k, "queries", "d_k")
         M = self.M
