@@ -9,10 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load, save
 
-from kvmem.core.matrix_memory import MatrixMemory
+from kvmem.core.matrix_memory import _COPY_MAX_ELEMENTS, MatrixMemory
 from kvmem.core.slot_memory import SlotMemory
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
+# Writes of more elements than N (d_k + d_v) = _COPY_MAX_ELEMENTS are kept by reference,
+# smaller ones copied (issue 15): BIG pairs of d_k = 3, d_v = 2 are the smallest kept write.
+BIG = _COPY_MAX_ELEMENTS // 5 + 1
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> None:
@@ -226,8 +229,10 @@ def test_numpy_input_and_dtypes():
     ],
 )
 def test_in_place_change_after_write_raises_naming_the_argument(arg, rule, change):
+    # a write above the copy threshold: kept by reference, checked by version counter
     gen = torch.Generator().manual_seed(3)
-    K, V = torch.randn(5, 3, generator=gen), torch.randn(5, 2, generator=gen)
+    K, V = torch.randn(BIG, 3, generator=gen), torch.randn(BIG, 2, generator=gen)
+    K /= K.norm(dim=-1, keepdim=True)  # (|k| = 1: the delta rule at lr 0.3 is stable)
     mem = MatrixMemory(3, 2, rule=rule, lr=1.0 if rule == "hebbian" else 0.3).write(K, V)
     M = mem.M.clone()
     change(K if arg == "keys" else V)
@@ -265,7 +270,7 @@ def test_rate_not_one_or_decay_copies_values_and_keeps_keys():
     # eta != 1 (or a decay) makes fresh dual values: changing V later is harmless
     gen = torch.Generator().manual_seed(6)
     for kwargs in ({"lr": 0.5}, {"decay": 0.9}):
-        K, V = torch.randn(5, 3, generator=gen), torch.randn(5, 2, generator=gen)
+        K, V = torch.randn(BIG, 3, generator=gen), torch.randn(BIG, 2, generator=gen)
         mem = MatrixMemory(3, 2, **kwargs).write(K, V)
         dual = mem.dual_values.clone()
         V.add_(1.0)
@@ -274,9 +279,13 @@ def test_rate_not_one_or_decay_copies_values_and_keeps_keys():
         with pytest.raises(RuntimeError, match="keys: modified in place"):
             mem.to_slots()
     # a rate of 1 given per call is the default's
-    K, V = torch.randn(5, 3, generator=gen), torch.randn(5, 2, generator=gen)
+    K, V = torch.randn(BIG, 3, generator=gen), torch.randn(BIG, 2, generator=gen)
     mem = MatrixMemory(3, 2, lr=0.5).write(K, V, lr=1)
     assert mem.dual_values.data_ptr() == V.data_ptr()
+    # a small write with a decay keeps its keys by reference too (the copy needs no decay)
+    K, V = torch.randn(5, 3, generator=gen), torch.randn(5, 2, generator=gen)
+    mem = MatrixMemory(3, 2, decay=0.9).write(K, V)
+    assert mem.keys.data_ptr() == K.data_ptr()
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -318,7 +327,7 @@ def test_converted_input_is_private():
 @settings(max_examples=30, deadline=None)
 @given(
     seed=st.integers(0, 2**31 - 1),
-    n=st.integers(1, 300),
+    n=st.one_of(st.integers(1, 300), st.integers(1, 20).map(lambda i: 800 * i)),
     d_k=st.integers(1, 40),
     d_v=st.integers(1, 40),
     dtype=st.sampled_from([torch.float32, torch.float64]),
@@ -338,8 +347,10 @@ def test_default_write_keeps_by_reference_and_m_is_the_bare_product(
     mem = MatrixMemory(d_k, d_v, M0=M0 if with_m0 else None).write(K, V)
     # bit for bit the bare product (the default rate 1 multiplies nothing)
     assert torch.equal(mem.M, M0 + K.T @ V)
-    # no copy: the kept pairs are the caller's tensors
-    assert mem.keys.data_ptr() == K.data_ptr() and mem.dual_values.data_ptr() == V.data_ptr()
+    # above the copy threshold no copy: the kept pairs are the caller's tensors; below, copies
+    by_reference = n * (d_k + d_v) > _COPY_MAX_ELEMENTS
+    assert (mem.keys.data_ptr() == K.data_ptr()) == by_reference
+    assert (mem.dual_values.data_ptr() == V.data_ptr()) == by_reference
     # the same dual as the old arithmetic (keys copied, dual = v * eta)
     assert torch.equal(mem.keys, K.clone()) and torch.equal(
         mem.dual_values, V * torch.tensor(1.0, dtype=dtype)
@@ -671,9 +682,10 @@ def test_plain_write_checks_and_errors_as_the_general_path() -> None:
 
 
 def test_plain_write_keeps_by_reference_and_checks_versions() -> None:
+    # writes above the copy threshold (BIG pairs): by reference, checked by version counter
     gen = torch.Generator().manual_seed(9)
     K1, V1 = torch.randn(4, 3, generator=gen), torch.randn(4, 2, generator=gen)
-    K2, V2 = torch.randn(5, 3, generator=gen), torch.randn(5, 2, generator=gen)
+    K2, V2 = torch.randn(BIG, 3, generator=gen), torch.randn(BIG, 2, generator=gen)
     mem = MatrixMemory(3, 2).write(K1, V1).write(K2, V2)  # the second write: fast path
     keys, dual = mem.keys.clone(), mem.dual_values.clone()
     assert torch.equal(keys, torch.cat([K1, K2])) and torch.equal(dual, torch.cat([V1, V2]))
@@ -683,14 +695,15 @@ def test_plain_write_keeps_by_reference_and_checks_versions() -> None:
         mem.to_slots()
     # the stored chunks are views of their own: a swap of the caller's tensor data (which
     # bumps no version counter) does not reach them
-    K3, V3 = torch.randn(5, 3, generator=gen), torch.randn(5, 2, generator=gen)
+    K3, V3 = torch.randn(BIG, 3, generator=gen), torch.randn(BIG, 2, generator=gen)
     mem = MatrixMemory(3, 2).write(K1, V1).write(K3, V3)
+    assert mem._key_chunks[-1].data_ptr() == K3.data_ptr()  # by reference indeed
     K3_before = K3.clone()
     K3.data = torch.zeros(2, 7)
     assert torch.equal(mem.keys[4:], K3_before)
     # non-contiguous keys on a later write are copied, as on the first
     Kt = torch.randn(3, 5, generator=gen).mT
-    mem = MatrixMemory(3, 2).write(K1, V1).write(Kt, V3)
+    mem = MatrixMemory(3, 2).write(K1, V1).write(Kt, V3[:5].clone())
     Kt_before = Kt.clone()
     Kt.add_(1.0)
     assert torch.equal(mem.keys[4:], Kt_before)
@@ -727,3 +740,168 @@ def test_plain_write_leaves_other_rates_to_the_general_path() -> None:
     mem.write(k, V)
     V.add_(1.0)  # the dual values of a tensor rate are a copy (v * eta): no RuntimeError
     assert torch.equal(mem.dual_values, torch.ones(6, 2))
+
+
+# ---------------------------------------------------------------- small writes are copied
+# Issue 15 (per-call overhead): writes of at most _COPY_MAX_ELEMENTS = N (d_k + d_v) elements
+# are copied into a buffer the memory owns instead of kept by reference, so many small writes
+# leave a few chunks (not one tensor object per write for the garbage collector to walk).
+
+
+def _big(d_k: int, d_v: int) -> int:
+    """The smallest N kept by reference for these widths."""
+    return _COPY_MAX_ELEMENTS // (d_k + d_v) + 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    plan=st.lists(
+        st.tuples(st.sampled_from(["small", "small", "large"]), st.integers(1, 30), st.booleans()),
+        min_size=1,
+        max_size=8,
+    ),
+    d_k=st.integers(1, 6),
+    d_v=st.integers(1, 6),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    general=st.booleans(),
+)
+def test_small_and_large_writes_equal_the_concatenation_bit_for_bit(
+    seed, plan, d_k, d_v, dtype, general
+):
+    # (a), (c): any mix of small (copied) and large (by reference) 2-D writes, with reads of
+    # the dual form in between, gives M, keys, dual values and dual reads of the plain
+    # computation; general=True sends every write down the general path (which copies too).
+    from unittest import mock
+
+    gen = torch.Generator().manual_seed(seed)
+    mem = MatrixMemory(d_k, d_v)
+    M = torch.zeros(d_k, d_v, dtype=dtype)
+    Ks: list[torch.Tensor] = []
+    Vs: list[torch.Tensor] = []
+    q = torch.randn(4, d_k, generator=gen, dtype=dtype)
+    seen = []  # (tensor handed out, its value then): later writes must not change them
+    for kind, n, look in plan:
+        n = n if kind == "small" else _big(d_k, d_v) + n
+        K = torch.randn(n, d_k, generator=gen, dtype=dtype)
+        V = torch.randn(n, d_v, generator=gen, dtype=dtype)
+        if general:
+            with mock.patch.object(MatrixMemory, "_write_plain", lambda *a: False):
+                mem.write(K, V)
+        else:
+            mem.write(K, V)
+        M = M + K.mT @ V
+        Ks.append(K)
+        Vs.append(V)
+        if look:
+            slots = mem.to_slots()
+            ref = SlotMemory("dot", "identity")
+            ref.write(torch.cat(Ks), torch.cat(Vs))
+            assert _same(slots.read(q), ref.read(q))
+            seen += [(mem.keys, torch.cat(Ks)), (mem.dual_values, torch.cat(Vs))]
+            seen.append((slots.read(q), ref.read(q)))
+    assert _same(mem.M, M) and len(mem) == sum(len(k) for k in Ks)
+    assert _same(mem.keys, torch.cat(Ks)) and _same(mem.dual_values, torch.cat(Vs))
+    ref = SlotMemory("dot", "identity")
+    ref.write(torch.cat(Ks), torch.cat(Vs))
+    assert _same(mem.to_slots().read(q), ref.read(q)) and _same(mem.read(q), q @ M)
+    for got, want in seen:
+        assert _same(got, want)
+    assert mem.keys.is_contiguous() and mem.dual_values.is_contiguous()
+    # read: one chunk, nothing of the caller's kept (but a single large write's own tensors)
+    assert len(mem._key_chunks) == 1
+    assert mem._kept == [] or [kind for kind, _, _ in plan] == ["large"]
+
+
+@pytest.mark.parametrize("lr", [1.0, 0.5])
+def test_many_small_writes_leave_few_chunks(lr):
+    # (b) the point of the change: 5000 writes, one chunk (the rate-1 fast path, and the
+    # general path at another rate), nothing kept by reference
+    gen = torch.Generator().manual_seed(21)
+    K = torch.randn(5000, 4, 3, generator=gen)
+    V = torch.randn(5000, 4, 2, generator=gen)
+    mem = MatrixMemory(3, 2, lr=lr)
+    M = torch.zeros(3, 2)
+    eta = torch.tensor(lr)
+    for k, v in zip(K, V, strict=True):
+        mem.write(k, v)
+        M = M + k.mT @ v if lr == 1.0 else M + k.mT @ (v * eta)
+    assert len(mem._key_chunks) == len(mem._dual_chunks) == len(mem._call_decay) == 1
+    assert mem._kept == [] and len(mem) == 20000
+    assert torch.equal(mem.M, M)
+    assert torch.equal(mem.keys, K.reshape(-1, 3))
+    assert torch.equal(mem.dual_values, (V * eta).reshape(-1, 2) if lr != 1.0 else V.reshape(-1, 2))
+
+
+@pytest.mark.parametrize("general", [False, True])
+def test_small_writes_are_copies_unaffected_by_later_changes(general):
+    gen = torch.Generator().manual_seed(22)
+    K1, V1 = torch.randn(4, 3, generator=gen), torch.randn(4, 2, generator=gen)
+    K2, V2 = torch.randn(5, 3, generator=gen), torch.randn(5, 2, generator=gen)
+    lr = 0.5 if general else 1.0  # another rate: the general path
+    mem = MatrixMemory(3, 2, lr=lr).write(K1, V1).write(K2, V2)
+    keys, dual, M = torch.cat([K1, K2]), mem.dual_values.clone(), mem.M.clone()
+    assert mem.keys.data_ptr() not in (K1.data_ptr(), K2.data_ptr())
+    K1.add_(1.0)
+    V2.zero_()
+    K2.data = torch.zeros(7, 7)
+    assert torch.equal(mem.keys, keys) and torch.equal(mem.dual_values, dual)
+    assert torch.equal(mem.M, M)
+    mem.to_slots()  # no RuntimeError: nothing of the caller's is kept
+    # what the memory handed out is not written into by later writes either
+    out = mem.keys
+    before = out.clone()
+    version = out._version
+    mem.write(torch.randn(3, 3, generator=gen), torch.randn(3, 2, generator=gen))
+    assert torch.equal(out, before) and out._version == version
+    # clear drops the buffer: a new memory's worth of writes
+    mem.clear()
+    K3, V3 = torch.randn(2, 3, generator=gen), torch.randn(2, 2, generator=gen)
+    mem.write(K3, V3)
+    assert mem._tail is not None and torch.equal(mem.keys, K3) and mem._tail is None
+
+
+def test_small_writes_with_decay_batch_or_grad_keep_the_old_behaviour():
+    # a decay, batch dimensions or an autograd graph leave the general path as it was
+    gen = torch.Generator().manual_seed(23)
+    K, V = torch.randn(4, 3, generator=gen), torch.randn(4, 2, generator=gen)
+    mem = MatrixMemory(3, 2, decay=0.9).write(K, V).write(K, V)
+    assert mem._tail is None and len(mem._key_chunks) == 2
+    mem = MatrixMemory(3, 2).write(K[None], V[None]).write(K[None], V[None])
+    assert mem._tail is None and len(mem._key_chunks) == 2
+    Kg = K.clone().requires_grad_()
+    mem = MatrixMemory(3, 2).write(K, V).write(Kg, V)
+    assert mem._key_chunks[-1].data_ptr() == Kg.data_ptr()
+    assert mem.keys.requires_grad
+
+
+@pytest.mark.parametrize("consolidated", [False, True])
+def test_save_load_with_buffered_small_writes(tmp_path, consolidated):
+    # (d) kvmem.save / kvmem.load with a live buffer (or after reading): bit for bit
+    import kvmem
+
+    gen = torch.Generator().manual_seed(24)
+    mem = MatrixMemory(3, 2)
+    Ks, Vs = [], []
+    for n in (3, 4, BIG, 2, 6):
+        Ks.append(torch.randn(n, 3, generator=gen))
+        Vs.append(torch.randn(n, 2, generator=gen))
+        mem.write(Ks[-1], Vs[-1])
+    if consolidated:
+        mem.to_slots()
+    path = tmp_path / "mem.safetensors"
+    kvmem.save(mem, path)
+    back = kvmem.load(path)
+    assert _same(back.M, mem.M) and len(back) == len(mem)
+    assert _same(back.keys, torch.cat(Ks)) and _same(back.dual_values, torch.cat(Vs))
+    state, state_back = mem.state_tensors(), back.state_tensors()
+    assert set(state) == set(state_back)
+    assert all(_same(state[name], state_back[name]) for name in state if name != "count")
+    assert torch.equal(state["count"], state_back["count"])
+    # both keep working alike: more small writes after loading
+    k, v = torch.randn(5, 3, generator=gen), torch.randn(5, 2, generator=gen)
+    mem.write(k, v)
+    back.write(k, v)
+    assert _same(back.M, mem.M) and _same(back.keys, mem.keys)
+    q = torch.randn(4, 3, generator=gen)
+    assert _same(back.to_slots().read(q), mem.to_slots().read(q))

@@ -53,6 +53,16 @@ def _dtype_name(dtype: torch.dtype | None) -> str | None:
 # The batch shape of a memory without leading dimensions.
 _NO_BATCH = torch.Size()
 
+# Writes of at most this many elements (N * (d_k + d_v)) are copied into a buffer the memory
+# owns (MatrixMemory._keep_copies) instead of kept by reference (issue 15, per-call
+# overhead): every kept tensor object is tracked by Python's cyclic garbage collector, so
+# thousands of small writes made each later write slower; copying a few pairs costs about
+# as much as keeping a reference (64 KiB in float32, cache-resident). Larger writes stay
+# by reference: a copy would then cost time comparable to the product, and there can be
+# at most one such chunk per 16384 elements written, so their objects stay few.
+_COPY_MAX_ELEMENTS = 16384
+_TAIL_MIN_ROWS = 64  # smallest buffer: a few small writes fill it before the first doubling
+
 # (device type, dtype) -> whether this backend's matmul turns every NaN / Inf of its inputs into a
 # non-finite output (decided once by _propagates_non_finite).
 _PROPAGATES: dict[tuple[str, torch.dtype], bool] = {}
@@ -130,9 +140,12 @@ class MatrixMemory:
         ``False`` only ``M`` is stored.
 
     Leading (batch) dimensions are fixed by the first write (or ``M0``); later writes
-    must have the same batch shape or one that broadcasts to it. With ``keep_pairs`` the
-    written key tensors (and, at rate 1 without decay, the value tensors, which are then
-    the dual values ``u_n = v_n``) are kept by reference, not copied, so a default write
+    must have the same batch shape or one that broadcasts to it. With ``keep_pairs`` a
+    small write (``N (d_k + d_v) <= 16384`` elements, 2-D, no decay) is copied into a
+    buffer the memory owns, so many small writes leave one chunk, not one tensor per write
+    (issue 15); in-place changes of the caller's tensors afterwards do not reach it. Larger
+    writes keep the key tensors (and, at rate 1 without decay, the value tensors, which
+    are then the dual values ``u_n = v_n``) by reference, not copied, so such a write
     costs one ``K^T V``. As autograd does with the tensors it saves, the memory records
     their version counters and checks them whenever the pairs are used (``keys``,
     ``dual_values``, ``to_slots``, ``state_tensors``): a tensor changed in place after
@@ -206,6 +219,10 @@ class MatrixMemory:
         # Caller tensors kept by reference in the chunks, with their version counters at
         # write time and the argument's name: checked before every use (_check_kept).
         self._kept: list[tuple[torch.Tensor, int, str]] = []
+        # Buffer of the copied small writes (_keep_copies): [keys and dual values side by side
+        # [capacity, d_k + d_v], rows used, capacity], standing for the last chunk; None
+        # whenever the chunk lists are rewritten (_flush_tail), so it is never written again.
+        self._tail: list[Any] | None = None
 
     def clear(self) -> None:
         """Forget everything written: back to ``M0`` (or zeros), keep the settings."""
@@ -424,9 +441,13 @@ class MatrixMemory:
             self._initial_scale = (
                 call_decay if self._initial_scale is None else self._initial_scale * call_decay
             )
-        if dual is not None:
+        if dual is not None and self._copies(batch, call_decay, k_store, dual, n):
+            # a small write without batch dimensions or decay: copied (issue 15)
+            self._keep_copies(k_store, dual, n)
+        elif dual is not None:
             # Expanded view of the stored keys: batch-broadcast keys are materialised only on
             # concatenation. Dual values are fresh tensors or the caller's, kept as the keys.
+            self._flush_tail()  # the buffered small writes come first
             self._key_chunks.append(k_store.expand(*batch, n, self.d_k))
             self._dual_chunks.append(dual)
             self._call_decay.append(call_decay)
@@ -448,20 +469,22 @@ class MatrixMemory:
         """
         # Cheapest tests first; each one that fails hands the call to the general path.
         M = self._M
+        rate = self.lr if lr is None else lr
         if (
             M is None
             or self.rule != "hebbian"
             or decay is not None
             or self.decay is not None
             # (a Python float exactly 1: a bool, tensor or array rate goes the general way)
-            or type(self.lr if lr is None else lr) is not float
-            or (self.lr if lr is None else lr) != 1.0
+            or type(rate) is not float
+            or rate != 1.0
             or not isinstance(keys, torch.Tensor)
             or not isinstance(values, torch.Tensor)
         ):
             return False
         ks, vs = keys.shape, values.shape
         dtype, device = M.dtype, M.device
+        keep = self.keep_pairs
         if not (
             len(ks) == len(vs) == M.ndim == 2
             and ks[1] == self.d_k
@@ -469,12 +492,20 @@ class MatrixMemory:
             and ks[0] == vs[0] > 0
             and keys.dtype == values.dtype == dtype
             and keys.device == values.device == device
-            # kept by reference (keep_pairs) only when trackable, as in the general path
-            and (not self.keep_pairs or (_trackable(keys, keys) and _trackable(values, values)))
+            # with keep_pairs only trackable tensors, as in the general path (_trackable,
+            # inlined: both are tensors)
+            and (
+                not keep
+                or not (keys.is_inference() or values.is_inference())
+                and keys.is_contiguous()
+                and values.is_contiguous()
+            )
         ):
             return False
-        # keys and values are checked for NaN / Inf through M' (see write)
-        if not _propagates_non_finite(device, dtype):
+        # keys and values are checked for NaN / Inf through M' (see write); the known answer
+        # is looked up here, the probe runs once (_propagates_non_finite)
+        ok = _PROPAGATES.get((device.type, dtype))
+        if not (_propagates_non_finite(device, dtype) if ok is None else ok):
             return False
         M = M + keys.mT @ values
         if not math.isfinite((M.detach() if M.requires_grad else M).sum().item()):
@@ -483,16 +514,114 @@ class MatrixMemory:
         self._M = M  # a fresh contiguous [d_k, d_v]: the general path's expand + contiguous
         self._batch = _NO_BATCH
         self._count += ks[0]
-        if self.keep_pairs:
+        if not keep:
+            return True
+        n = ks[0]
+        if n * (ks[1] + vs[1]) <= _COPY_MAX_ELEMENTS and not (
+            keys.requires_grad or values.requires_grad or torch.is_inference_mode_enabled()
+        ):
+            # Few pairs: copied into the memory's buffer (issue 15, see _keep_copies); the
+            # dual values at rate 1 are the values themselves. The common case, room left
+            # in the live buffer, is _keep_copies' first branch inlined (a call is ~3 % here).
+            tail = self._tail
+            if tail is not None and tail[1] + n <= tail[2]:
+                used = tail[1]
+                torch.cat((keys, values), 1, out=tail[0][used : used + n])
+                tail[1] = used + n
+            else:
+                self._keep_copies(keys, values, n)
+        else:
             # Fresh views (as the general path's expands), so the stored chunks keep their
             # shape whatever the caller does to its tensor objects; in-place changes of the
             # data are caught by the version counters (_check_kept).
+            self._flush_tail()  # the buffered small writes come first
             self._key_chunks.append(keys.view_as(keys))
             self._dual_chunks.append(values.view_as(values))
             self._call_decay.append(None)
             self._kept.append((keys, keys._version, "keys"))
             self._kept.append((values, values._version, "values"))
         return True
+
+    def _copies(
+        self,
+        batch: torch.Size,
+        call_decay: torch.Tensor | None,
+        keys: torch.Tensor,
+        dual: torch.Tensor,
+        n: int,
+    ) -> bool:
+        """Whether the general path's pairs are copied (``_keep_copies``), not kept as they are.
+
+        Only small writes (``N (d_k + d_v) <= _COPY_MAX_ELEMENTS``) without batch dimensions or
+        decay (the buffer's chunk is then one plain ``[N, d]`` block with no call decay), of
+        contiguous tensors of the memory's dtype and device (a strided layout is kept as it
+        was, as are tensors in an autograd graph), outside inference mode (the buffer is then
+        a normal tensor, writable later).
+        """
+        M = self._M
+        return (
+            M is not None
+            and not batch
+            and call_decay is None
+            and n * (self.d_k + self.d_v) <= _COPY_MAX_ELEMENTS
+            and keys.dtype == dual.dtype == M.dtype
+            and keys.device == dual.device == M.device
+            and keys.is_contiguous()
+            and dual.is_contiguous()
+            and not (keys.requires_grad or dual.requires_grad)
+            and not torch.is_inference_mode_enabled()
+        )
+
+    def _keep_copies(self, keys: torch.Tensor, dual: torch.Tensor, n: int) -> None:
+        """Copy a small write's ``keys [N, d_k]`` and dual values ``[N, d_v]`` into the buffer.
+
+        Issue 15 (per-call overhead): keeping each small write's tensors (and, by reference,
+        their version records) grows the objects Python's garbage collector traverses by a
+        few per write, without bound. The pairs go instead into the rows after the used ones
+        of ``self._tail``'s buffer ``[capacity, d_k + d_v]`` (keys, then dual values: one
+        ``torch.cat`` per write); a full buffer is replaced by one of twice the capacity.
+        While the buffer is live, the last entries of ``_key_chunks`` / ``_dual_chunks`` stand
+        for its used rows (the lists do not grow) and are filled in by ``_flush_tail``, which
+        every reader of the chunks (``_consolidate``) and every other chunk's append calls
+        first. The copies are the inputs bit for bit and private: nothing goes to ``_kept``.
+        """
+        tail = self._tail
+        if tail is not None:
+            buf, used, cap = tail
+            end = used + n
+            if end > cap:
+                # full: twice the capacity (at least what this write needs), used rows copied
+                cap = max(2 * cap, end)
+                grown = torch.empty(cap, buf.shape[1], dtype=buf.dtype, device=buf.device)
+                grown[:used].copy_(buf[:used])
+                buf = grown
+            torch.cat((keys, dual), 1, out=buf[used:end])
+            tail[:] = buf, end, cap
+            return
+        M = self.M
+        cap = max(_TAIL_MIN_ROWS, 2 * n)
+        buf = torch.empty(cap, self.d_k + self.d_v, dtype=M.dtype, device=M.device)
+        torch.cat((keys, dual), 1, out=buf[:n])
+        # placeholders until _flush_tail (the buffer's shape: a stray use fails loudly)
+        self._key_chunks.append(buf)
+        self._dual_chunks.append(buf)
+        self._call_decay.append(None)
+        self._tail = [buf, n, cap]
+
+    def _flush_tail(self) -> None:
+        """Turn the live buffer's used rows into the last chunk; the buffer is then dropped.
+
+        Keys and dual values become fresh contiguous tensors, laid out as the caller's
+        contiguous tensors they copy, so every reader sees what it saw before the buffer. A
+        dropped buffer is never written into again.
+        """
+        tail = self._tail
+        if tail is not None:
+            buf, used, _ = tail
+            fmt = torch.contiguous_format
+            self._key_chunks[-1] = buf[:used, : self.d_k].clone(memory_format=fmt)
+            self._dual_chunks[-1] = buf[:used, self.d_k :].clone(memory_format=fmt)
+            self._tail = None
 
     def read(self, queries: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Primal read ``v_hat = q M``: ``[..., Q, d_k] -> [..., Q, d_v]`` (docs/science.md 1.1).
@@ -556,6 +685,8 @@ class MatrixMemory:
         reference are checked here (``_check_kept``).
         """
         self._check_kept()
+        # the copied small writes as a chunk of their own; later ones start a new buffer
+        self._flush_tail()
         if len(self._key_chunks) > 1:
             scale: torch.Tensor | None = None  # product of call decays after chunk j
             duals: list[torch.Tensor] = []
@@ -682,6 +813,7 @@ class MatrixMemory:
             mem._key_chunks = [tensors["keys"].clone()]
             mem._dual_chunks = [tensors["dual_values"].clone()]
             mem._call_decay = [None]
+            mem._tail = None  # (no buffer: the loaded pairs are a chunk of their own)
         elif mem.keep_pairs and count:
             raise ValueError("tensors: expected 'keys' and 'dual_values' for a non-empty memory")
         return mem
