@@ -515,3 +515,22 @@ def test_2d_best_read_gradients_match_the_batched_path(sep: str) -> None:
         grads.append(V.grad.clone())
         V.grad = None
     assert torch.equal(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("separation", ["softmax", "hard_max", "top_k", "identity"])
+def test_batched_queries_with_the_memorys_batch_shape_read_as_the_general_path(
+    separation: str,
+) -> None:
+    # queries shaped like the memory's batch take the no-conversion path; numpy queries go
+    # through the general conversion: both must give the same bits, and NaN still raises
+    g = torch.Generator().manual_seed(3)
+    K, V = torch.randn(2, 3, 600, 16, generator=g), torch.randn(2, 3, 600, 8, generator=g)
+    q = torch.randn(2, 3, 12, 16, generator=g)
+    mem = SlotMemory("dot", separation, **({"k": 4} if separation == "top_k" else {}))
+    mem.write(K, V)
+    fast, general = mem.read(q), mem.read(q.numpy())
+    assert torch.equal(fast.view(torch.int32), general.view(torch.int32))
+    bad = q.clone()
+    bad[1, 2, 5, 3] = float("nan")
+    with pytest.raises(ValueError, match="queries"):
+        mem.read(bad)

@@ -53,8 +53,6 @@ _HALF = (torch.float16, torch.bfloat16)
 # bound is set for memory, not speed.
 _AUTO_CHUNK_ELEMENTS = 1 << 24
 
-# The batch shape of a memory and queries without leading dimensions.
-_NO_BATCH = torch.Size()
 
 # Separation operators whose chunked read is a plain sum of per-chunk contributions.
 _SUMMABLE = ("identity", "threshold", "polynomial")
@@ -386,15 +384,16 @@ class SlotMemory:
         assert K is not None and V is not None
         if (
             isinstance(queries, torch.Tensor)
-            and queries.ndim == 2
-            and K.ndim == 2
+            and queries.ndim == K.ndim
+            and queries.shape[:-2] == K.shape[:-2]
             and queries.dtype == K.dtype
             and queries.device == K.device
-            and queries.shape[1] == self._d_k
+            and queries.shape[-1] == self._d_k
             and K.dtype not in _HALF
         ):
-            # The common case (issue 15, per-call overhead): 2-D queries in the memory's dtype
-            # and device need no conversion and broadcast trivially; only NaN / Inf can fail.
+            # The common case (issue 15, per-call overhead): queries with the memory's batch
+            # shape, dtype and device need no conversion and broadcast trivially; only NaN /
+            # Inf can fail.
             check_finite(queries, "queries")
             return queries, K, V, False
         q = as_float_tensor(queries, "queries", min_ndim=1, like=K)
@@ -483,10 +482,10 @@ class SlotMemory:
 
     def _read(self, q: torch.Tensor, K: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
         sim, sep = self._sim_name, self._sep_name
-        # (2-D queries and memory: no batch dimensions, without the broadcast's ~1 us)
+        # (the same batch shape on both sides, e.g. none: without the broadcast's ~1 us)
         batch = (
-            _NO_BATCH
-            if q.ndim == 2 and K.ndim == 2
+            K.shape[:-2]
+            if q.shape[:-2] == K.shape[:-2]
             else broadcast_shapes(q.shape[:-2], K.shape[:-2])
         )
         num_q, num_n = q.shape[-2], K.shape[-2]
@@ -537,6 +536,9 @@ class SlotMemory:
         expanded over the batch. Output ``[*batch, Q, d_v]``.
         """
         scale = (self.beta if self.beta is not None else 1.0) * self._dot_scale()
+        if len(batch) == 2 and q.shape[:-2] == batch:
+            # already the kernel's 4-D layout: no views to make (a per-call cost of small reads)
+            return F.scaled_dot_product_attention(q, K, V, scale=scale)
         lift = (1,) * (2 - len(batch))
         qe = q.expand(*batch, *q.shape[-2:]).reshape(*lift, *batch, *q.shape[-2:])
         Ke = K.reshape(*lift, *K.shape) if lift else K
