@@ -117,9 +117,10 @@ Ties between the binary kWTA codes are broken by float rounding, which depends o
 score matrix is computed; the kWTA numbers can move by a few tenths of a point with it.
 
 Progress and run time: the run ticks once per unit of work (each method at each N, with
-the shared score matrices filled in chunks of at most 50,000 query-item pairs, and the
-learned map's fit: 182 ticks by default, none above ~4 s of CPU). ~20 s of CPU for the
-default run (single thread).
+the shared score matrices filled in chunks of at most 400,000 query-item pairs, 50,000 for
+the Manhattan scores, and the learned map's fit: 107 ticks by default, none above ~4 s of
+CPU). ~10 s of CPU for the default run (single thread); at 4000 stored, ~95 s of CPU or
+~60 s on two threads, with the same numbers.
 """
 
 from __future__ import annotations
