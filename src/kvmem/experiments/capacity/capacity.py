@@ -107,9 +107,10 @@ largest size), ``cue_accuracy`` (%), ``max_load_factor``. Series: ``sizes`` and,
 capacity, ``[sizes][networks]``), ``capacity_chance_corrected_<model>`` (+ ``_ci``), and
 ``accuracy_max_load_<model>`` (+ ``_ci``, %).
 
-Run time: the default search protocol takes ~30 s of single-thread CPU (most of it the
-dense memory at N = 160; ``quick``: ~2 s); it runs single-threaded (many small tensor
-operations).
+Run time: the default search protocol takes ~13 s of single-thread CPU (most of it the
+dense memory at N = 160; ``quick``: ~2 s), the curve protocol at ``n_units = 160`` ~37 s;
+it runs single-threaded (many small tensor operations, and float rounding that does not
+depend on the machine's thread count).
 """
 
 from __future__ import annotations
