@@ -80,17 +80,16 @@ def _propagates_non_finite(device: torch.device, dtype: torch.dtype) -> bool:
     known = _PROPAGATES.get(key)  # one lookup: this runs on every write
     if known is not None:
         return known
-    if key not in _PROPAGATES:
-        ok = True
-        for n, d_k, d_v in ((1, 1, 1), (5, 3, 2), (257, 64, 48)):
-            for bad in (float("nan"), float("inf")):
-                for side in (0, 1):
-                    a = torch.zeros(n, d_k, device=device, dtype=dtype)
-                    b = torch.zeros(n, d_v, device=device, dtype=dtype)
-                    (a if side == 0 else b)[n // 2, 0] = bad
-                    ok = ok and not bool(torch.isfinite(a.mT @ b).all())
-        _PROPAGATES[key] = ok
-    return _PROPAGATES[key]
+    ok = True
+    for n, d_k, d_v in ((1, 1, 1), (5, 3, 2), (257, 64, 48)):
+        for bad in (float("nan"), float("inf")):
+            for side in (0, 1):
+                a = torch.zeros(n, d_k, device=device, dtype=dtype)
+                b = torch.zeros(n, d_v, device=device, dtype=dtype)
+                (a if side == 0 else b)[n // 2, 0] = bad
+                ok = ok and not bool(torch.isfinite(a.mT @ b).all())
+    _PROPAGATES[key] = ok
+    return ok
 
 
 def _finite_number(value: Any, name: str, lo: float | None = None, hi: float | None = None):
@@ -502,10 +501,8 @@ class MatrixMemory:
             )
         ):
             return False
-        # keys and values are checked for NaN / Inf through M' (see write); the known answer
-        # is looked up here, the probe runs once (_propagates_non_finite)
-        ok = _PROPAGATES.get((device.type, dtype))
-        if not (_propagates_non_finite(device, dtype) if ok is None else ok):
+        # keys and values are checked for NaN / Inf through M' (see write)
+        if not _propagates_non_finite(device, dtype):
             return False
         M = M + keys.mT @ values
         if not math.isfinite((M.detach() if M.requires_grad else M).sum().item()):
@@ -521,15 +518,8 @@ class MatrixMemory:
             keys.requires_grad or values.requires_grad or torch.is_inference_mode_enabled()
         ):
             # Few pairs: copied into the memory's buffer (issue 15, see _keep_copies); the
-            # dual values at rate 1 are the values themselves. The common case, room left
-            # in the live buffer, is _keep_copies' first branch inlined (a call is ~3 % here).
-            tail = self._tail
-            if tail is not None and tail[1] + n <= tail[2]:
-                used = tail[1]
-                torch.cat((keys, values), 1, out=tail[0][used : used + n])
-                tail[1] = used + n
-            else:
-                self._keep_copies(keys, values, n)
+            # dual values at rate 1 are the values themselves.
+            self._keep_copies(keys, values, n)
         else:
             # Fresh views (as the general path's expands), so the stored chunks keep their
             # shape whatever the caller does to its tensor objects; in-place changes of the
