@@ -93,6 +93,62 @@ def test_sdpa_path_is_exact(monkeypatch: pytest.MonkeyPatch, q_batch: tuple[int,
     assert calls == ([] if q_batch == (3, 1) else [4])
 
 
+@settings(max_examples=25, deadline=None)
+@given(
+    b=st.integers(1, 2),
+    h=st.integers(1, 3),
+    n=st.integers(1, 700),
+    q=st.integers(1, 12),
+    d=st.integers(1, 9),
+    beta=st.sampled_from([None, 0.5, 1.0, 3.0]),
+    sim=st.sampled_from(["dot", "scaled_dot"]),
+    seed=st.integers(0, 1000),
+)
+def test_fast_4d_sdpa_read_equals_the_general_path(b, h, n, q, d, beta, sim, seed) -> None:
+    # The 4-D float32 shortcut (issue 15, per-call cost) is the general read bit for bit, on
+    # both sides of the SDPA cut-off, and is taken exactly where the general path uses SDPA.
+    K, V, Q = _data((b, h), n, q, d, d + 1, seed=seed)
+    mem = SlotMemory(sim, "softmax", beta=beta)
+    mem.write(K, V)
+    qq, KK, VV, _ = mem._queries(Q)
+    general = mem._read(qq, KK, VV)
+    fast = mem._read_sdpa_4d(Q)
+    assert (fast is not None) == sm._cpu_sdpa(qq, KK, VV, KK.shape[:-2])
+    assert torch.equal(mem.read(Q), general)
+    if fast is not None:
+        assert torch.equal(fast, general)
+
+
+def test_fast_4d_sdpa_read_checks_and_follows_the_memory() -> None:
+    K, V, Q = _data((1, 2), 600, 8, 4, 3)
+    mem = SlotMemory("dot", "softmax")
+    mem.write(K, V)
+    assert mem._read_sdpa_4d(Q) is not None
+    bad = Q.clone()
+    bad[0, 1, 3, 2] = float("nan")
+    with pytest.raises(ValueError, match="queries: contains 1 NaN"):
+        mem.read(bad)
+    # a later write is read (the memory-side decision is remade)
+    K2, V2, _ = _data((1, 2), 5, 1, 4, 3, seed=1)
+    mem.write(K2, V2)
+    ref = _sdpa_ref(Q, torch.cat([K, K2], -2), torch.cat([V, V2], -2))
+    assert torch.equal(mem.read(Q), ref)
+    # chunking asked for after the write: the general (streamed) path
+    mem.chunk_size = 100
+    assert mem._read_sdpa_4d(Q) is None
+    torch.testing.assert_close(mem.read(Q), ref, rtol=1e-5, atol=1e-6)
+    # float64 queries and non-4-D memories take the general path
+    mem.chunk_size = None
+    assert mem._read_sdpa_4d(Q.double()) is None
+    flat = SlotMemory("dot", "softmax")
+    flat.write(K[0, 0], V[0, 0])
+    assert flat._read_sdpa_4d(Q[0, 0]) is None
+
+
+def _sdpa_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=1.0)
+
+
 def test_sdpa_cut_off_keeps_small_reads_exact() -> None:
     # Below the cut-off the read is the explicit softmax, bit for bit (the experiments' numbers).
     K, V, Q = _data((5,), 200, 300, 16, 4)
