@@ -124,3 +124,81 @@ def test_every_claim_holds_under_the_default_protocol(name, overrides):
     failed = [text for text, held in claims if held is False]
     assert not failed, failed
     assert all(held for _, held in claims), claims  # default runs: every claim applies
+
+
+# --- TaskPool: independent pieces on threads, serial results ---------------------------------
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_task_pool_returns_each_result_and_yields_each_future_once(workers: int) -> None:
+    import threading
+
+    from kvmem.experiments.base import TaskPool
+
+    release = threading.Event()
+    seen: list[int] = []
+
+    def piece(i: int):
+        def go() -> int:
+            if workers > 1 and i == 0:
+                release.wait(5)  # keep one piece running while the others finish
+            seen.append(i)
+            return i * i
+
+        return go
+
+    with TaskPool(workers) as pool:
+        assert pool.workers == workers
+        futs = [pool.submit(piece(i)) for i in range(6)]
+        if workers == 1:
+            assert seen == list(range(6))  # inline: run at submit, in order
+        early = list(pool.completed(block=False))
+        release.set()
+        rest = list(pool.completed())
+    assert sorted(map(id, early + rest)) == sorted(map(id, futs))  # each future once
+    assert [f.result() for f in futs] == [i * i for i in range(6)]
+    assert list(pool.completed()) == []
+
+
+def test_task_pool_errors_reach_the_caller_and_stop_queued_pieces() -> None:
+    import threading
+
+    from kvmem.experiments.base import TaskPool
+
+    with pytest.raises(ZeroDivisionError):
+        with TaskPool(1) as pool:
+            pool.submit(lambda: 1 / 0)  # inline: raised at submit
+    started = threading.Event()
+    ran: list[int] = []
+
+    def slow() -> None:
+        started.set()
+        threading.Event().wait(0.2)
+
+    with pytest.raises(RuntimeError, match="stop"):
+        with TaskPool(2) as pool:
+            pool.submit(slow)
+            pool.submit(slow)
+            queued = [pool.submit(lambda i=i: ran.append(i)) for i in range(20)]
+            started.wait(5)
+            raise RuntimeError("stop")
+    # leaving the block on an error cancels what had not started
+    assert sum(f.cancelled() for f in queued) > 0
+    assert len(ran) < 20
+
+
+def test_task_pool_defaults_to_torch_threads() -> None:
+    import os
+
+    import torch
+
+    from kvmem.experiments.base import TaskPool
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert TaskPool().workers == 1
+        torch.set_num_threads(2)
+        assert TaskPool().workers == min(2, os.cpu_count() or 1)
+    finally:
+        torch.set_num_threads(before)

@@ -39,6 +39,8 @@ __all__ = [
     "null_progress",
     "tqdm_progress",
     "single_thread",
+    "TaskPool",
+    "default_workers",
     "available_memory",
     "check_memory",
     "parse_overrides",
@@ -127,6 +129,77 @@ def single_thread() -> Iterator[None]:
     finally:
         if before != 1:
             torch.set_num_threads(before)
+
+
+def default_workers() -> int:
+    """Threads a :class:`TaskPool` uses by default: torch's intra-op thread count (what
+    ``OMP_NUM_THREADS`` / ``torch.set_num_threads`` allow), at most the CPU count."""
+    return max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
+
+
+class TaskPool:
+    """Independent pieces of one experiment run on ``workers`` threads, results in order.
+
+    Torch releases the GIL in its kernels, so pieces of work that share no state (each
+    model of a comparison, with its own generator) run side by side on the cores the user
+    allows: ``workers`` defaults to torch's intra-op thread count *outside* the experiment's
+    :func:`single_thread` block (``OMP_NUM_THREADS`` / ``torch.set_num_threads``), at most
+    the CPU count. Every kernel still runs on one intra-op thread, so the results are those
+    of a serial run bit for bit, whatever ``workers`` is. With one worker each piece runs
+    inline at :meth:`submit` (no threads at all).
+
+    ``submit(fn)`` returns a ``Future``; :meth:`completed` yields the submitted futures as
+    they finish (for progress bars); :meth:`close` (also on leaving a ``with`` block) drops
+    pieces not yet started when an error or Ctrl-C ends the run, instead of running them.
+    """
+
+    def __init__(self, workers: int | None = None) -> None:
+        if workers is None:
+            workers = default_workers()
+        self.workers = max(1, int(workers))
+        self._pool: Any = None
+        if self.workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="kvmem-task")
+        self._pending: list[Any] = []
+
+    def submit(self, fn: Callable[[], T]) -> Any:
+        """Run ``fn()`` (on a worker, or now when ``workers == 1``); returns its ``Future``."""
+        from concurrent.futures import Future
+
+        if self._pool is not None:
+            fut = self._pool.submit(fn)
+        else:
+            fut = Future()
+            fut.set_result(fn())  # inline: an error is raised here, with its traceback
+        self._pending.append(fut)
+        return fut
+
+    def completed(self, block: bool = True) -> Iterator[Any]:
+        """The futures submitted so far that are done, as they finish (``block=False``:
+        only those already done), each once."""
+        from concurrent.futures import as_completed
+
+        if block:
+            pending, self._pending = self._pending, []
+            yield from as_completed(pending)
+            return
+        done, waiting = [], []
+        for f in self._pending:  # one test per future: none lost to a race
+            (done if f.done() else waiting).append(f)
+        self._pending = waiting
+        yield from done
+
+    def close(self, cancel: bool = False) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+
+    def __enter__(self) -> TaskPool:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        self.close(cancel=exc_type is not None)
 
 
 def available_memory() -> int:

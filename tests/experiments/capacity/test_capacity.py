@@ -146,6 +146,36 @@ def test_seed_reproducible() -> None:
     assert c.series["accuracy_kv_random"] != a.series["accuracy_kv_random"]
 
 
+@pytest.mark.parametrize("protocol", ["curve", "search"])
+def test_parallel_pieces_give_the_serial_result(protocol: str) -> None:
+    # the (model, block) / (model, size) pieces run on a thread pool sized by torch's thread
+    # count; one worker (inline) and three must agree bit for bit (each kernel still runs
+    # on one intra-op thread, and the pieces only read the shared data)
+    cfg = C.quick(C.Config(protocol=protocol))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = C.run(cfg)
+        torch.set_num_threads(3)
+        ticks: list[int] = []
+
+        def progress(it, total=None, desc=None):
+            for x in it:
+                ticks.append(1)
+                yield x
+
+        parallel = C.run(cfg, progress=progress)
+        assert torch.get_num_threads() == 3  # restored after the run
+    finally:
+        torch.set_num_threads(before)
+    assert json.dumps([serial.metrics, serial.series], sort_keys=True) == json.dumps(
+        [parallel.metrics, parallel.series], sort_keys=True
+    )
+    blocks = len(C._blocks(cfg.load_grid(), cfg.n_seeds, cfg.items_per_load, cfg.max_queries))
+    n_pieces = len(cfg.models) * (blocks if protocol == "curve" else 3 * len(cfg.sizes))
+    assert len(ticks) == n_pieces  # one tick per piece
+
+
 def test_config_validation_and_overrides() -> None:
     with pytest.raises(ValueError, match="models"):
         C.Config(models=("hopfield", "nope"))
