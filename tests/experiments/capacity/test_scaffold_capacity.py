@@ -88,3 +88,34 @@ def test_config_validation() -> None:
         S.Config(grid_periods=(2, 4))
     with pytest.raises(ValueError, match="mesh_k"):
         S.Config(mesh_k=18)
+
+
+def test_models_side_by_side_give_the_serial_result() -> None:
+    # each model grows on its own stream, so running them on a pool of threads (sized by
+    # torch's thread count) must not change a bit; one tick per (model, load)
+    import json
+
+    import torch
+
+    cfg = S.quick(S.Config())
+    before = torch.get_num_threads()
+    ticks: list[int] = []
+
+    def progress(it, total=None, desc=None):
+        for x in it:
+            ticks.append(1)
+            yield x
+
+    try:
+        torch.set_num_threads(1)
+        serial = S.run(cfg)
+        torch.set_num_threads(3)
+        parallel = S.run(cfg, progress=progress)
+    finally:
+        torch.set_num_threads(before)
+
+    def dump(r):
+        return json.dumps([r.metrics, r.series], sort_keys=True, default=lambda t: t.tolist())
+
+    assert dump(serial) == dump(parallel)
+    assert len(ticks) == len(cfg.loads) * len(cfg.models)
