@@ -97,3 +97,24 @@ def test_config_validation() -> None:
     with pytest.raises(ValueError, match="pairs_per_batch"):
         M.Config(pairs_per_batch=8)
     assert M.estimate_bytes(M.Config())["widths"] > 0
+
+
+def test_models_trained_side_by_side_give_the_serial_result() -> None:
+    # the models train on a pool of threads sized by torch's thread count; their initial
+    # weights come from the (locked) global generator, so 1 and 3 workers agree bit for bit
+    import json
+
+    cfg = replace(M.quick(M.Config()), widths=(8,), layers=("attention", "delta", "hopfield"))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = M.run(cfg)
+        torch.set_num_threads(3)
+        parallel = M.run(cfg)
+    finally:
+        torch.set_num_threads(before)
+
+    def dump(r):
+        return json.dumps([r.metrics, r.series], sort_keys=True, default=lambda t: t.tolist())
+
+    assert dump(serial) == dump(parallel)

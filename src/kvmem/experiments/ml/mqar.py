@@ -71,7 +71,10 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -81,6 +84,7 @@ from torch import nn
 from kvmem.experiments.base import (
     Claim,
     ProgressFactory,
+    TaskPool,
     charge_to_most_grown,
     null_progress,
     single_thread,
@@ -292,7 +296,9 @@ class MQARModel(nn.Module):
 
 def _train_and_test(layer: str, width: int, seed: int, c: Config) -> torch.Tensor:
     """Train one model; per-sequence held-out accuracy (%) ``[len(n_pairs), n_test]``."""
-    with torch.random.fork_rng():
+    # the initial weights come from torch's global generator, seeded and restored here;
+    # the lock keeps models trained side by side (TaskPool) from seeding it at once
+    with _GLOBAL_RNG, torch.random.fork_rng():
         torch.manual_seed(seed)
         model = MQARModel(layer, width, c.n_keys, c.n_values, c.n_blocks, c.chunk_size)
     gen = torch.Generator().manual_seed(seed + 1)
@@ -319,20 +325,44 @@ def _train_and_test(layer: str, width: int, seed: int, c: Config) -> torch.Tenso
     return torch.stack(acc)
 
 
+_GLOBAL_RNG = threading.Lock()
+
+
 def run(config: Config, progress: ProgressFactory = null_progress) -> Result:
-    """Train every (layer, width, seed) model; accuracy per pair count with 95 % intervals."""
-    with single_thread():
-        return _run(config, progress)
+    """Train every (layer, width, seed) model; accuracy per pair count with 95 % intervals.
+
+    The models are independent (their own seeds and data streams), so they train side by
+    side on as many threads as torch is allowed (:class:`~kvmem.experiments.base.TaskPool`,
+    each on one intra-op thread: the same numbers as one after another).
+    """
+    # (the pool is sized before single_thread: by the threads the user allows)
+    with TaskPool() as pool, single_thread():
+        return _run(config, progress, pool)
 
 
-def _run(config: Config, progress: ProgressFactory) -> Result:
+def _run(config: Config, progress: ProgressFactory, pool: TaskPool) -> Result:
     series: dict[str, list] = {"n_pairs": [int(n) for n in config.n_pairs]}
     metrics: dict[str, float] = {}
     cells = list(itertools.product(config.layers, config.widths, range(config.n_seeds)))
+    futures: list[Any] = []
+
+    def ticks() -> Iterator[Any]:
+        for layer, width, s in cells:
+            futures.append(
+                pool.submit(
+                    lambda layer=layer, width=width, s=s: _train_and_test(
+                        layer, width, config.seed + 1000 * s, config
+                    )
+                )
+            )
+            yield from pool.completed(block=False)
+        yield from pool.completed()
+
+    for _ in progress(ticks(), total=len(cells), desc="mqar models"):
+        pass
     per_model: dict[tuple[str, int], list[torch.Tensor]] = {}
-    for layer, width, s in progress(cells, total=len(cells), desc="mqar models"):
-        acc = _train_and_test(layer, width, config.seed + 1000 * s, config)
-        per_model.setdefault((layer, width), []).append(acc)
+    for (layer, width, _), fut in zip(cells, futures, strict=True):
+        per_model.setdefault((layer, width), []).append(fut.result())
     for (layer, width), accs in per_model.items():
         samples = torch.cat(accs, dim=1)  # [n_pairs, n_seeds * n_test]
         mean, ci = mean_ci(samples, dim=1)
