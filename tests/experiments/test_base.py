@@ -202,3 +202,22 @@ def test_task_pool_defaults_to_torch_threads() -> None:
         assert TaskPool().workers == min(2, os.cpu_count() or 1)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_task_pool_stream_submits_as_pieces_come_and_keeps_their_order(workers: int) -> None:
+    from kvmem.experiments.base import TaskPool
+
+    made: list[int] = []
+
+    def pieces():
+        for i in range(5):
+            made.append(i)  # work between pieces (drawing the next one's data)
+            yield lambda i=i: i + 10
+
+    futures: list = []
+    with TaskPool(workers) as pool:
+        ticks = list(pool.stream(pieces(), futures))
+    assert made == list(range(5))
+    assert len(ticks) == 5 and sorted(map(id, ticks)) == sorted(map(id, futures))
+    assert [f.result() for f in futures] == [10, 11, 12, 13, 14]

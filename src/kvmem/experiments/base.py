@@ -191,6 +191,16 @@ class TaskPool:
         self._pending = waiting
         yield from done
 
+    def stream(self, pieces: Iterable[Callable[[], Any]], futures: list[Any]) -> Iterator[Any]:
+        """Submit each piece as ``pieces`` produces it (its ``Future`` appended to
+        ``futures``, in order), yielding the futures as they finish: iterate it through a
+        progress bar, then read ``futures[i].result()``. ``pieces`` may do work between
+        pieces (drawing the data the next one reads) while the workers run."""
+        for fn in pieces:
+            futures.append(self.submit(fn))
+            yield from self.completed(block=False)  # (inline, one worker: this piece)
+        yield from self.completed()
+
     def close(self, cancel: bool = False) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=not cancel, cancel_futures=cancel)

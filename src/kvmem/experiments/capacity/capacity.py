@@ -566,16 +566,13 @@ def _run_search(config: Config, progress: ProgressFactory, pool: TaskPool) -> Re
     order = sorted(
         ((model, n, stream) for model, n in steps for stream in range(3)), key=lambda k: -k[1]
     )
-    futures: dict[tuple[str, int, int], Any] = {}
-
-    def ticks() -> Iterator[Any]:
-        for key in order:
-            futures[key] = pool.submit(piece(*key))
-            yield from pool.completed(block=False)  # (inline, one worker: this piece)
-        yield from pool.completed()
-
-    for _ in progress(ticks(), total=len(order), desc="models x sizes x searches"):
+    done: list[Any] = []
+    pieces = (piece(*key) for key in order)
+    for _ in progress(
+        pool.stream(pieces, done), total=len(order), desc="models x sizes x searches"
+    ):
         pass
+    futures = dict(zip(order, done, strict=True))
     caps: dict[str, list[torch.Tensor]] = {m: [] for m in config.models}
     caps_cc: dict[str, list[torch.Tensor]] = {m: [] for m in config.models}
     at_max: dict[str, list[torch.Tensor]] = {m: [] for m in config.models}
@@ -713,10 +710,9 @@ def _run_curve(config: Config, progress: ProgressFactory, pool: TaskPool) -> Res
     # block from one stream; each block's (model, block) reads go to the pool as soon as
     # its data exist, so drawing the next block overlaps them. Reads only read the data.
     data = []
-    futures: dict[tuple[str, int], Any] = {}
 
-    def ticks() -> Iterator[Any]:
-        for i, b in enumerate(blocks):
+    def pieces() -> Iterator[Callable[[], torch.Tensor]]:
+        for b in blocks:
             x = random_patterns(b.pad, n, batch_shape=(len(b.load),), generator=gen)
             m = torch.arange(b.pad) < b.load[:, None]
             x = x.masked_fill_(~m[..., None], 1.0)  # padding: any +-1 rows (x is fresh)
@@ -729,12 +725,17 @@ def _run_curve(config: Config, progress: ProgressFactory, pool: TaskPool) -> Res
             cues = mask_fraction(targets, config.mask_frac, gen)
             data.append((b, x, m, q_ok, targets, cues))
             for model in config.models:
-                futures[model, i] = pool.submit(scored(model, b, x, m, q_ok, targets, cues))
-                yield from pool.completed(block=False)
-        yield from pool.completed()
+                yield scored(model, b, x, m, q_ok, targets, cues)
 
-    for _ in progress(ticks(), total=len(config.models) * len(blocks), desc="models x blocks"):
+    done: list[Any] = []
+    total = len(config.models) * len(blocks)
+    for _ in progress(pool.stream(pieces(), done), total=total, desc="models x blocks"):
         pass
+    futures = {
+        (model, i): done[i * len(config.models) + j]
+        for i in range(len(blocks))
+        for j, model in enumerate(config.models)
+    }
 
     def pooled(values: list[tuple[_Block, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-network mean item scores -> (mean per load [L], per group [G, L])."""

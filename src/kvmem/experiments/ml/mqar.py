@@ -72,7 +72,6 @@ from __future__ import annotations
 import itertools
 import math
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -345,20 +344,15 @@ def _run(config: Config, progress: ProgressFactory, pool: TaskPool) -> Result:
     metrics: dict[str, float] = {}
     cells = list(itertools.product(config.layers, config.widths, range(config.n_seeds)))
     futures: list[Any] = []
-
-    def ticks() -> Iterator[Any]:
-        for layer, width, s in cells:
-            futures.append(
-                pool.submit(
-                    lambda layer=layer, width=width, s=s: _train_and_test(
-                        layer, width, config.seed + 1000 * s, config
-                    )
-                )
+    pieces = (
+        (
+            lambda layer=layer, width=width, s=s: _train_and_test(
+                layer, width, config.seed + 1000 * s, config
             )
-            yield from pool.completed(block=False)
-        yield from pool.completed()
-
-    for _ in progress(ticks(), total=len(cells), desc="mqar models"):
+        )
+        for layer, width, s in cells
+    )
+    for _ in progress(pool.stream(pieces, futures), total=len(cells), desc="mqar models"):
         pass
     per_model: dict[tuple[str, int], list[torch.Tensor]] = {}
     for (layer, width, _), fut in zip(cells, futures, strict=True):
