@@ -221,3 +221,26 @@ def test_task_pool_stream_submits_as_pieces_come_and_keeps_their_order(workers: 
     assert made == list(range(5))
     assert len(ticks) == 5 and sorted(map(id, ticks)) == sorted(map(id, futures))
     assert [f.result() for f in futures] == [10, 11, 12, 13, 14]
+
+
+def test_task_pool_raises_a_failed_piece_as_it_finishes() -> None:
+    import threading
+
+    from kvmem.experiments.base import TaskPool
+
+    gate = threading.Event()
+    ran: list[int] = []
+
+    def pieces():
+        yield lambda: 1 / 0
+        for i in range(30):
+            yield lambda i=i: (gate.wait(0.05), ran.append(i))
+
+    futures: list = []
+    with pytest.raises(ZeroDivisionError):
+        with TaskPool(2) as pool:
+            for _ in pool.stream(pieces(), futures):
+                pass
+    gate.set()
+    assert futures[0].exception() is not None
+    assert len(ran) < 30  # the error ended the run: queued pieces were dropped

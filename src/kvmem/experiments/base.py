@@ -178,18 +178,22 @@ class TaskPool:
 
     def completed(self, block: bool = True) -> Iterator[Any]:
         """The futures submitted so far that are done, as they finish (``block=False``:
-        only those already done), each once."""
+        only those already done), each once; a piece's error is raised as it is met."""
         from concurrent.futures import as_completed
 
         if block:
             pending, self._pending = self._pending, []
-            yield from as_completed(pending)
-            return
-        done, waiting = [], []
-        for f in self._pending:  # one test per future: none lost to a race
-            (done if f.done() else waiting).append(f)
-        self._pending = waiting
-        yield from done
+            done: Iterable[Any] = as_completed(pending)
+        else:
+            done, waiting = [], []
+            for f in self._pending:  # one test per future: none lost to a race
+                (done if f.done() else waiting).append(f)
+            self._pending = waiting
+        for f in done:
+            err = f.exception()
+            if err is not None:
+                raise err  # a failed piece ends the run now, not when its result is read
+            yield f
 
     def stream(self, pieces: Iterable[Callable[[], Any]], futures: list[Any]) -> Iterator[Any]:
         """Submit each piece as ``pieces`` produces it (its ``Future`` appended to

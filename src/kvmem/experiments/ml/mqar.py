@@ -85,6 +85,7 @@ from kvmem.experiments.base import (
     ProgressFactory,
     TaskPool,
     charge_to_most_grown,
+    default_workers,
     null_progress,
     single_thread,
 )
@@ -197,7 +198,9 @@ def estimate_bytes(config: Config) -> dict[str, int]:
     ``[n_test, T / chunk_size, w, w]`` and intra-chunk matrices ``[n_test, T, chunk_size]``.
     Training holds the largest batch's activations with their gradients (~40 floats per
     token and unit per block, ``3 pairs_per_batch`` tokens), its attention ``[B, T, T]``
-    and fast-weight states. ``check_memory`` refuses a config over this machine's memory.
+    and fast-weight states. Models train side by side, one per
+    :func:`~kvmem.experiments.base.default_workers` thread (at most one per model), each
+    with its own peak. ``check_memory`` refuses a config over this machine's memory.
     """
     c, d = config, Config()
     w, t, n_max = max(c.widths), 3 * max(c.n_pairs), max(c.n_pairs)
@@ -214,7 +217,9 @@ def estimate_bytes(config: Config) -> dict[str, int]:
         "n_pairs": (n_max / max(d.n_pairs)) ** 2,
         "chunk_size": c.chunk_size / d.chunk_size,
     }
-    return charge_to_most_grown(grown, 4 * max(test, train))
+    cells = len(c.layers) * len(c.widths) * c.n_seeds
+    in_flight = max(1, min(default_workers(), cells))
+    return charge_to_most_grown(grown, 4 * max(test, train) * in_flight)
 
 
 # ----------------------------------------------------------------------------- the task
