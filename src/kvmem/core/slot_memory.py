@@ -486,7 +486,7 @@ class SlotMemory:
             check_finite(queries, "queries")
         scale = self.beta if self.beta is not None else 1.0
         if self._sim_name == "scaled_dot" and d_k:
-            scale *= 1.0 / math.sqrt(d_k)  # beta * _dot_scale(), the same rounding
+            scale = scale * (1.0 / math.sqrt(d_k))  # beta * _dot_scale(): the same rounding
         return F.scaled_dot_product_attention(queries, K, V, scale=scale)
 
     def _sdpa_memory(self) -> tuple[torch.Tensor, torch.Tensor, torch.Size] | bool:
