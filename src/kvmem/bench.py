@@ -40,6 +40,7 @@ import torch
 
 from kvmem.bench_hopfield import HOPFIELD_ROW_NAMES, hopfield_rows
 from kvmem.bench_ops import OP_ROW_NAMES, op_rows
+from kvmem.bench_readme import measured_cells
 from kvmem.core.matrix_memory import MatrixMemory
 from kvmem.core.slot_memory import SlotMemory
 from kvmem.core.write_rules import delta_write_chunked, delta_write_sequential, hebbian_write
@@ -612,9 +613,7 @@ def format_table(rows: Sequence[Row]) -> str:
                 r.name,
                 r.shape,
                 str(r.threads),
-                f"{r.seconds:.3g}",
-                "-" if r.gflops is None else f"{r.gflops:.1f}",
-                "-" if r.pct_peak is None else f"{r.pct_peak:.1f}",
+                *measured_cells(r),
                 r.target or "-",
                 r.status or "-",
                 "-" if r.speedup is None else f"{r.speedup:.1f}x",

@@ -44,6 +44,15 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def measured_cells(r: Row) -> tuple[str, str, str]:
+    """A row's seconds, GFLOP/s and % peak as both tables print them (``-``: not measured)."""
+    return (
+        f"{r.seconds:.3g}",
+        "-" if r.gflops is None else f"{r.gflops:.1f}",
+        "-" if r.pct_peak is None else f"{r.pct_peak:.1f}",
+    )
+
+
 def markdown_table(rows: Sequence[Row], environment: Mapping[str, Any], command: str) -> str:
     """The rows as a Markdown table, then one line of environment and the re-measure command.
 
@@ -68,9 +77,7 @@ def markdown_table(rows: Sequence[Row], environment: Mapping[str, Any], command:
             f"`{r.name}`",
             _cell(r.shape),
             str(r.threads),
-            f"{r.seconds:.3g}",
-            "-" if r.gflops is None else f"{r.gflops:.1f}",
-            "-" if r.pct_peak is None else f"{r.pct_peak:.1f}",
+            *measured_cells(r),
             "-" if r.speedup is None else f"{r.speedup:.2f}x",
             _cell(r.target) or "-",
             r.status or "-",

@@ -514,6 +514,8 @@ class MatrixMemory:
         if not keep:
             return True
         n = ks[0]
+        # _copies(_NO_BATCH, None, keys, values, n) for this input (dtype, device and layout
+        # are checked above), inlined: the call costs ~0.4 us, a tenth of this write
         if n * (ks[1] + vs[1]) <= _COPY_MAX_ELEMENTS and not (
             keys.requires_grad or values.requires_grad or torch.is_inference_mode_enabled()
         ):

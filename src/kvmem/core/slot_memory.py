@@ -54,7 +54,6 @@ _DOT_LIKE = ("dot", "scaled_dot")
 # bound is set for memory, not speed.
 _AUTO_CHUNK_ELEMENTS = 1 << 24
 
-
 # Separation operators whose chunked read is a plain sum of per-chunk contributions.
 _SUMMABLE = ("identity", "threshold", "polynomial")
 # Constructor arguments that belong to one operator / kernel only.
@@ -87,12 +86,17 @@ def _cpu_sdpa(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, batch: torch.Si
     """
     if q.device.type != "cpu" or q.dtype != torch.float32 or len(batch) > 2:
         return False
-    num_q, num_n = q.shape[-2], K.shape[-2]
-    if _numel(batch) * num_q * num_n < _SDPA_MIN_ELEMENTS and (
-        num_n < _SDPA_MIN_N or num_q < _SDPA_MIN_Q
-    ):
+    if not _past_sdpa_cut_off(_numel(batch), q.shape[-2], K.shape[-2]):
         return False
     return K.shape[:-2] == batch and V.shape[:-2] == batch
+
+
+def _past_sdpa_cut_off(rows: int, num_q: int, num_n: int) -> bool:
+    """Whether a read of ``num_q`` queries against ``num_n`` memories in each of ``rows``
+    batch elements is large enough for SDPA (the cut-offs above)."""
+    return rows * num_q * num_n >= _SDPA_MIN_ELEMENTS or (
+        num_n >= _SDPA_MIN_N and num_q >= _SDPA_MIN_Q
+    )
 
 
 def _numel(shape: torch.Size | tuple[int, ...]) -> int:
@@ -477,17 +481,12 @@ class SlotMemory:
         qb, qh, num_q, qd = queries.shape
         if qb != b or qh != h or qd != d_k:
             return None
-        if b * h * num_q * num_n < _SDPA_MIN_ELEMENTS and (
-            num_n < _SDPA_MIN_N or num_q < _SDPA_MIN_Q
-        ):
+        if not _past_sdpa_cut_off(b * h, num_q, num_n):
             return None
         # check_finite's test, inlined (its own checks and call are a tenth of this overhead)
         if queries.requires_grad or not math.isfinite(queries.sum().item()):
             check_finite(queries, "queries")
-        scale = self.beta if self.beta is not None else 1.0
-        if self._sim_name == "scaled_dot" and d_k:
-            scale = scale * (1.0 / math.sqrt(d_k))  # beta * _dot_scale(): the same rounding
-        return F.scaled_dot_product_attention(queries, K, V, scale=scale)
+        return F.scaled_dot_product_attention(queries, K, V, scale=self._softmax_scale())
 
     def _sdpa_memory(self) -> tuple[torch.Tensor, torch.Tensor, torch.Size] | bool:
         """``(K, V, K.shape)`` when this memory's reads can take ``_read_sdpa_4d``, else False:
@@ -528,6 +527,10 @@ class SlotMemory:
         assert self._d_k is not None
         return 1.0 / math.sqrt(self._d_k) if self._sim_name == "scaled_dot" and self._d_k else 1.0
 
+    def _softmax_scale(self) -> float:
+        """The factor of ``q @ K^T`` inside a dot-type softmax read: ``beta * _dot_scale()``."""
+        return (self.beta if self.beta is not None else 1.0) * self._dot_scale()
+
     def _primal(self, K: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
         """``M = K^T V`` ``[..., d_k, d_v]`` (docs/science.md 1.1), cached unless it has a graph."""
         # With autograd on, recompute: a cached M with a graph would break a second backward
@@ -548,7 +551,7 @@ class SlotMemory:
         )
         num_q, num_n = q.shape[-2], K.shape[-2]
         d_k, d_v = K.shape[-1], V.shape[-1]
-        dot_like = sim in ("dot", "scaled_dot")
+        dot_like = sim in _DOT_LIKE
 
         if dot_like and sep == "identity":
             # Associativity: (q K^T) V = q (K^T V). The primal form costs N d_k d_v once plus
@@ -576,7 +579,7 @@ class SlotMemory:
         self, q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, batch: torch.Size
     ) -> torch.Tensor:
         """``softmax(beta * scale * q K^T) V`` as two matmuls (or fused SDPA on CUDA)."""
-        scale = (self.beta if self.beta is not None else 1.0) * self._dot_scale()
+        scale = self._softmax_scale()
         if q.device.type == "cuda":
             qe = q.expand(*batch, *q.shape[-2:])
             Ke = K.expand(*batch, *K.shape[-2:])
@@ -593,7 +596,7 @@ class SlotMemory:
         (``_cpu_sdpa`` checked that K and V need no broadcasting); only the queries are
         expanded over the batch. Output ``[*batch, Q, d_v]``.
         """
-        scale = (self.beta if self.beta is not None else 1.0) * self._dot_scale()
+        scale = self._softmax_scale()
         if len(batch) == 2 and q.shape[:-2] == batch:
             # already the kernel's 4-D layout: no views to make (a per-call cost of small reads)
             return F.scaled_dot_product_attention(q, K, V, scale=scale)
@@ -614,7 +617,7 @@ class SlotMemory:
         max keeps every exponential <= 1, so it matches the one-pass softmax to rounding.
         """
         beta = self.beta if self.beta is not None else 1.0
-        dot_like = self._sim_name in ("dot", "scaled_dot")
+        dot_like = self._sim_name in _DOT_LIKE
         qs = _scaled(q, beta * self._dot_scale()) if dot_like else q  # fold beta into [Q, d]
         # In-place exponentials save two [Q, chunk] passes, but only without autograd and on
         # scores this method owns (a user kernel may return a tensor it keeps).
