@@ -371,21 +371,22 @@ def _run(c: Config, progress: ProgressFactory, pool: TaskPool) -> Result:
 
         return go
 
+    total = len(ks) * len(models)
+
     def ticks() -> Iterator[None]:
+        if not total:
+            return
         for model in models.values():
             pool.submit(step(model, 0))
-        while True:
-            finished = False
+        left = total
+        while left:  # each pass waits for the steps submitted during the last one
             for fut in pool.completed():
-                finished = True
                 model = fut.result()
                 if len(model.errors) < len(ks):
                     pool.submit(step(model, len(model.errors)))
+                left -= 1
                 yield None
-            if not finished:
-                return
 
-    total = len(ks) * len(models)
     for _ in progress(ticks(), total=total, desc="models x loads"):
         pass
     series: dict[str, list] = {"K": ks}
