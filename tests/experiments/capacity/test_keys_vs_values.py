@@ -262,7 +262,8 @@ def test_legend_is_readable_and_inside_the_figure(quick_result: Result) -> None:
 
 def test_progress_ticks_per_unit_of_work() -> None:
     """Issue 14: the run ticked 7 times (once per method), the longest step of the demo.
-    It now ticks per unit of work: each method at each N, in score chunks."""
+    It now ticks per unit of work: each job (a method, or dot and Euclidean together, on
+    one corruption) at each N in score chunks, each refit, each fit of a fixed map."""
     cfg = dataclasses.replace(kvv.quick(kvv.Config()), n_seeds=1)
     seen: list = []
     totals: list = []
@@ -275,13 +276,19 @@ def test_progress_ticks_per_unit_of_work() -> None:
 
     kvv.run(cfg, progress=progress)
     assert totals == [len(seen)]
-    n_methods = len(kvv.AUTO_METHODS) // 2 + len(kvv.KV_METHODS)
-    # every method at every N (old code: one tick per method, 7 in all), the learned fit
-    assert {(m, i) for m, i, _ in seen} >= {
-        (m, i) for m in {u[0] for u in seen} for i in range(len(cfg.n_stored))
-    }
-    assert len({u[0] for u in seen}) == n_methods
-    assert len(seen) >= n_methods * len(cfg.n_stored) + 1
+    jobs = {"auto_dot_euclidean", "auto_manhattan", *kvv.KV_METHODS}
+    assert {u[0] for u in seen} == jobs
+    steps = set(range(len(cfg.n_stored)))
+    # score jobs: every corruption at every N
+    for job in ("auto_dot_euclidean", "auto_manhattan", "kv_centered", "kv_expansion_kwta"):
+        assert {(c, i) for j, c, i, _ in seen if j == job and i >= 0} == {
+            (c, i) for c in range(3) for i in steps
+        }
+    # the whitened map is refitted at every N (all corruptions at once); fixed maps fit once
+    assert sorted(i for j, c, i, _ in seen if j == "kv_whitened") == sorted(steps)
+    for job in ("kv_centered", "kv_expansion_kwta", "kv_learned"):
+        assert [u for u in seen if u[0] == job and u[2] == -1] == [(job, -1, -1, 0)]
+    assert len(seen) == len(set(seen))
 
 
 @settings(max_examples=40, deadline=None)
@@ -336,3 +343,48 @@ def test_manhattan_by_coordinates_is_bitwise_cdist(m: int, n: int) -> None:
     q[1, ..., 392:] = 0.0  # masked
     expected = neg_manhattan(q, items.expand(3, *items.shape))
     assert torch.equal(kvv._neg_manhattan(q, items), expected)
+
+
+def test_jobs_side_by_side_give_the_serial_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One worker (the jobs in turn, torch's Manhattan loop) and three workers (the jobs on
+    # a thread pool, the compiled Manhattan kernel where numba is installed) agree bit for
+    # bit, and every tick arrives.
+    cfg = dataclasses.replace(kvv.quick(kvv.Config()), n_stored=(10, 60, 150))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = kvv.run(cfg)
+        torch.set_num_threads(3)
+        monkeypatch.setattr(kvv, "_KERNEL_MIN_TERMS", 0)
+        totals: list = []
+        ticks: list = []
+
+        def progress(iterable, *, total=None, desc=""):  # noqa: ANN001, ANN202
+            totals.append(total)
+            for x in iterable:
+                ticks.append(x)
+                yield x
+
+        parallel = kvv.run(cfg, progress=progress)
+        assert torch.get_num_threads() == 3  # restored after the run
+    finally:
+        torch.set_num_threads(before)
+    assert serial.to_json() == parallel.to_json()
+    assert totals == [len(ticks)] and len(set(ticks)) == len(ticks)
+
+
+def test_a_failing_job_ends_the_run_with_its_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = dataclasses.replace(kvv.quick(kvv.Config()), n_seeds=1, n_stored=(10, 20))
+
+    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("kwta broke")
+
+    monkeypatch.setattr(kvv.ExpansionKWTAKeys, "fit", broken)
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            with pytest.raises(RuntimeError, match="kwta broke"):
+                kvv.run(cfg)
+    finally:
+        torch.set_num_threads(before)

@@ -125,7 +125,11 @@ CPU). ~10 s of CPU for the default run (single thread); at 4000 stored, ~95 s of
 
 from __future__ import annotations
 
+import functools
 import math
+import queue
+from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
@@ -138,7 +142,14 @@ from kvmem.core import separation as sep
 from kvmem.core.key_maps import CenteredKeys, ExpansionKWTAKeys, KeyMap, WhitenedKeys
 from kvmem.data.bundled import load_mnist_test10k
 from kvmem.data.patterns import add_gaussian_noise, drop_pixels, mask_bottom_half
-from kvmem.experiments.base import Claim, ProgressFactory, charge_to_most_grown, null_progress
+from kvmem.experiments.base import (
+    Claim,
+    ProgressFactory,
+    TaskPool,
+    charge_to_most_grown,
+    null_progress,
+    single_thread,
+)
 from kvmem.metrics import mean_ci, squared_error_success
 from kvmem.nn.learned_keys import LearnedLinearKeys
 from kvmem.results import Result
@@ -346,6 +357,30 @@ def _mixture(config: Config):  # noqa: ANN202 - a closure handed to the key lear
 # ----------------------------------------------------------------------------- scoring
 
 
+def _auto_blocks(
+    sims: tuple[str, ...],
+    queries: torch.Tensor,
+    items: torch.Tensor,
+    items_t: torch.Tensor,
+    *,
+    kernel: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Key = value scores of each similarity in ``sims`` (:func:`_auto_scores`); dot and
+    Euclidean scores together share their product ``q . x``."""
+    if sims == ("dot", "euclidean"):
+        qx = _dot(queries, items, items_t)
+        return {"dot": qx, "euclidean": _neg_euclidean(queries, items, qx)}
+    return {sim: _auto_scores(sim, queries, items, items_t, kernel=kernel) for sim in sims}
+
+
+def _neg_euclidean(queries: torch.Tensor, items: torch.Tensor, qx: torch.Tensor) -> torch.Tensor:
+    """``-sqrt(|q|^2 + |x|^2 - 2 q.x)`` ``[C, S, Q, N]`` from the dot scores ``qx``."""
+    q2 = (queries * queries).sum(-1, keepdim=True)
+    x2 = (items * items).sum(-1).unsqueeze(-2)
+    d2 = (q2 + x2 - 2.0 * qx).clamp_min(0.0)
+    return -d2.sqrt()
+
+
 def _auto_scores(
     name: str,
     queries: torch.Tensor,
@@ -371,10 +406,7 @@ def _auto_scores(
             return manhattan_kernel.neg_manhattan_sequential(queries, xt)
         return _neg_manhattan(queries, items, items_t)
     if name == "euclidean":
-        q2 = (queries * queries).sum(-1, keepdim=True)
-        x2 = (items * items).sum(-1).unsqueeze(-2)
-        d2 = (q2 + x2 - 2.0 * _dot(queries, items, items_t)).clamp_min(0.0)
-        return -d2.sqrt()
+        return _neg_euclidean(queries, items, _dot(queries, items, items_t))
     raise ValueError(f"similarity: unknown {name!r}")
 
 
@@ -524,6 +556,257 @@ def _chunk_plan(
     return plan
 
 
+#: One tick of the progress bar, one unit of work: ``(job, corruption, step, chunk)``, the
+#: corruption index ``-1`` for work on every corruption at once and the step (the index
+#: of N in ``n_stored``) ``-1`` for fitting a key map.
+_Unit = tuple[str, int, int, int]
+
+
+def _learner(config: Config, seed_offset: int) -> LearnedLinearKeys:
+    return LearnedLinearKeys(
+        _mixture(config),
+        d_k=config.learned_dim,
+        steps=config.learned_steps,
+        lr=config.learned_lr,
+        beta=config.learned_beta,
+        shrinkage=config.whitening_shrinkage,
+        seed=config.seed + seed_offset,
+    )
+
+
+def _score_methods(
+    config: Config,
+    V: torch.Tensor,
+    Q: torch.Tensor,
+    E: torch.Tensor | None,
+    D2: torch.Tensor,
+    progress: ProgressFactory,
+) -> tuple[dict[str, list[_Outcome]], LearnedLinearKeys | None]:
+    """Every method's outcome at every N (``{method: [_Outcome per N]}``, fractions
+    ``[C, S]``) and the learned map whose losses are reported (the last one fitted).
+
+    Stored items ``V`` ``[S, N_max, D]``, queries ``Q`` ``[C, S, N_max, D]``, experience set
+    ``E`` ``[S, n_experience, D]`` (None: keys learned on the stored items), distances
+    between stored items ``D2`` ``[S, N_max, N_max]``.
+
+    The nested memories share one score matrix per method and corruption
+    ``[S, N_max, N_max]``, filled block by block as N grows (the rows and columns the new
+    items add), each block in row chunks of at most ``_CHUNK_CELLS_GEMM`` query-item pairs
+    (``_CHUNK_CELLS`` for the torch Manhattan loop), so the total is the work of one full
+    matrix; the outcomes at N are scored once its last chunk is in. Maps fitted on the N
+    stored items (whitened keys, keys learned on them) are refitted and scored at every N.
+
+    The work is cut into jobs that share nothing they write: per corruption, the
+    key = value memories (dot and Euclidean scores share their products) and each fixed
+    key map's memory; per N, each refitted map; and the fits of the fixed maps, which the
+    jobs of that map wait for. Corruptions are independent row blocks of the same
+    products, softmaxes and reductions, so splitting them changes no bit. The jobs run on
+    a :class:`~kvmem.experiments.base.TaskPool` (every kernel on one thread, the numbers a
+    serial run's, bit for bit); the progress bar ticks once per chunk, fit or refit.
+    """
+    ns = tuple(config.n_stored)
+    n_max, n_c, n_s = ns[-1], Q.shape[0], Q.shape[1]
+    thr = float(config.threshold)
+    betas = {
+        "dot": config.beta_dot,
+        "euclidean": config.beta_euclidean,
+        "manhattan": config.beta_manhattan,
+    }
+    # The compiled Manhattan kernel gives the torch loop's bits several times faster (so its
+    # chunks are as large as the GEMMs'); below a few seconds of work, importing and
+    # loading it would cost more than it saves.
+    kernel = manhattan_kernel.available() and (
+        n_c * n_s * n_max * n_max * Q.shape[-1] >= _KERNEL_MIN_TERMS
+    )
+    gemm_plan = _chunk_plan(ns, _CHUNK_CELLS_GEMM)
+    manhattan_plan = gemm_plan if kernel else _chunk_plan(ns, _CHUNK_CELLS)
+    fixed = ["kv_centered", "kv_expansion_kwta"] + (["kv_learned"] if E is not None else [])
+    refit = ["kv_whitened"] + (["kv_learned"] if E is None else [])
+    pairs: list[tuple[str, ...]] = [("dot", "euclidean"), ("manhattan",)]
+
+    # what the jobs write, each cell by one job: outcomes [1, S] per method, corruption
+    # and N; outcomes [C, S] per refitted method and N; the fitted maps' codes
+    per_c: dict[str, list[list[_Outcome | None]]] = {
+        m: [[None] * len(ns) for _ in range(n_c)]
+        for m in [*AUTO_METHODS, *fixed]  # (auto methods: max and softmax of each pair)
+    }
+    whole: dict[str, list[_Outcome | None]] = {m: [None] * len(ns) for m in refit}
+    codes: dict[str, Future] = {m: Future() for m in fixed}
+    fits: dict[int, LearnedLinearKeys] = {}  # by step, -1: the fit on the experience set
+
+    def fill_scores(
+        plan: list[list[tuple[int, int, int, int]]],
+        items_t: torch.Tensor,
+        score: Any,
+        label: str,
+        c: int,
+        on_step: Any,
+    ) -> Iterator[_Unit]:
+        """Fill score matrices chunk by chunk with ``score(r0, r1, c0, c1, items_t_block)
+        -> {name: block [1, S, r1 - r0, c1 - c0]}``; after step i's last chunk, call
+        ``on_step(i, {name: [1, S, N_max, N_max]})``."""
+        full: dict[str, torch.Tensor] = {}
+        cols: tuple[int, int] | None = None
+        block_t = items_t
+        for i in range(len(ns)):
+            for k, (r0, r1, c0, c1) in enumerate(plan[i]):
+                if cols != (c0, c1):
+                    # the transposed items' columns of this rectangle, copied once for all
+                    # its chunks (the product needs them contiguous)
+                    cols, block_t = (c0, c1), items_t[..., c0:c1].contiguous()
+                for name, block in score(r0, r1, c0, c1, block_t).items():
+                    if name not in full:
+                        full[name] = torch.empty(1, n_s, n_max, n_max)
+                    full[name][..., r0:r1, c0:c1] = block
+                if k == len(plan[i]) - 1:
+                    on_step(i, full)
+                yield (label, c, i, k)
+
+    v_t = V.transpose(-1, -2).contiguous()  # [S, D, N_max], read by the key = value jobs
+
+    def key_value_job(sims: tuple[str, ...], c: int) -> Iterator[_Unit]:
+        q = Q[c : c + 1]
+
+        def score(r0: int, r1: int, c0: int, c1: int, vt: torch.Tensor) -> dict:
+            return _auto_blocks(sims, q[:, :, r0:r1], V[:, c0:c1], vt, kernel=kernel)
+
+        def on_step(i: int, full: dict[str, torch.Tensor]) -> None:
+            n = ns[i]
+            for sim in sims:
+                scores = full[sim][..., :n, :n]
+                per_c[f"auto_{sim}"][c][i] = _max_outcome(scores, D2[:, :n, :n], thr)
+                per_c[f"auto_{sim}_softmax"][c][i] = _soft_outcome(
+                    scores, betas[sim], V[:, :n], thr
+                )
+
+        plan = manhattan_plan if sims == ("manhattan",) else gemm_plan
+        yield from fill_scores(plan, v_t, score, "auto_" + "_".join(sims), c, on_step)
+
+    def codes_job(method: str) -> Iterator[_Unit]:
+        """Fit a fixed key map and compute every query's and item's key, once for the
+        three corruption jobs of that map."""
+        try:
+            if method == "kv_centered":
+                kmap: KeyMap = CenteredKeys("self").fit(V)
+            elif method == "kv_expansion_kwta":
+                kmap = ExpansionKWTAKeys(
+                    config.expansion_units,
+                    config.expansion_active,
+                    center="self",
+                    seed=config.seed,
+                ).fit(V)
+            else:
+                assert E is not None
+                kmap = fits[-1] = _learner(config, 0).fit(E)
+            with torch.no_grad():
+                q_code, v_code = kmap(Q), kmap(V)
+            codes[method].set_result((q_code, v_code, v_code.transpose(-1, -2).contiguous()))
+        except BaseException as err:  # the map's jobs must not wait for it forever
+            codes[method].set_exception(err)
+            raise
+        yield (method, -1, -1, 0)
+
+    def fixed_map_job(method: str, c: int) -> Iterator[_Unit]:
+        q_code, v_code, v_code_t = codes[method].result()
+        q = q_code[c : c + 1]
+
+        def score(r0: int, r1: int, c0: int, c1: int, vt: torch.Tensor) -> dict:
+            return {method: _dot(q[:, :, r0:r1], v_code[:, c0:c1], vt)}
+
+        def on_step(i: int, full: dict[str, torch.Tensor]) -> None:
+            n = ns[i]
+            scores = full[method][..., :n, :n]
+            per_c[method][c][i] = _max_outcome(scores, D2[:, :n, :n], thr)
+
+        yield from fill_scores(gemm_plan, v_code_t, score, method, c, on_step)
+
+    def refit_job(method: str, i: int) -> Iterator[_Unit]:
+        """A map fitted on the N stored items: its own scores at this N (every corruption)."""
+        n = ns[i]
+        if method == "kv_whitened":
+            kmap: KeyMap = WhitenedKeys("zca", shrinkage=config.whitening_shrinkage)
+            kmap.fit(V[:, :n])
+        else:
+            kmap = fits[i] = _learner(config, i).fit(V[:, :n])
+        scores = _key_scores(kmap, Q[:, :, :n], V[:, :n])
+        whole[method][i] = _max_outcome(scores, D2[:, :n, :n], thr)
+        yield (method, -1, i, 0)
+
+    # Longest first, so the last job to finish is short; the fits before the jobs that
+    # wait for them. With one worker the same jobs run in this order on the caller's thread.
+    jobs: list[Iterator[_Unit]] = [codes_job(m) for m in reversed(fixed)]
+    jobs += [key_value_job(sims, c) for sims in pairs for c in range(n_c)]
+    refits = [(m, i) for i in reversed(range(len(ns))) for m in refit]
+    jobs += [refit_job(m, i) for m, i in refits[: len(refit)]]
+    jobs += [
+        fixed_map_job(m, c)
+        for m in ("kv_expansion_kwta", "kv_learned", "kv_centered")
+        if m in fixed
+        for c in range(n_c)
+    ]
+    jobs += [refit_job(m, i) for m, i in refits[len(refit) :]]
+    total = len(fixed) + len(refits)
+    total += n_c * sum(len(p) for p in gemm_plan) * (1 + len(fixed))
+    total += n_c * sum(len(p) for p in manhattan_plan)
+    with TaskPool() as pool, single_thread():
+        for _ in progress(_drive(pool, jobs, total), total=total, desc=NAME):
+            pass
+
+    outcomes: dict[str, list[_Outcome]] = {m: list(v) for m, v in whole.items()}  # type: ignore[misc]
+    for m, rows in per_c.items():
+        outcomes[m] = []
+        for i in range(len(ns)):
+            got = [rows[c][i] for c in range(n_c)]
+            assert all(o is not None for o in got), (m, i)
+            picks = [o.picks for o in got]  # type: ignore[union-attr]
+            outcomes[m].append(
+                _Outcome(
+                    torch.cat([o.success for o in got]),  # type: ignore[union-attr]
+                    torch.cat([o.identified for o in got]),  # type: ignore[union-attr]
+                    torch.cat(picks) if all(p is not None for p in picks) else None,
+                )
+            )
+    last_fit = fits[max(fits)] if fits else None
+    return outcomes, last_fit
+
+
+def _drive(pool: TaskPool, jobs: list[Iterator[_Unit]], total: int) -> Iterator[_Unit]:
+    """Run job generators (each yields a unit after each piece of its work) on ``pool``,
+    yielding the units on the caller's thread as they are done (for its progress bar).
+
+    With one worker the jobs run one after another right here. A failed job's error is
+    raised as soon as it is seen; jobs not yet started are then dropped by the pool.
+    """
+    if pool.workers == 1:
+        for job in jobs:
+            yield from job
+        return
+    ticks: queue.SimpleQueue = queue.SimpleQueue()
+
+    def drain(job: Iterator[_Unit]) -> None:
+        for unit in job:
+            ticks.put(unit)
+
+    futures = [pool.submit(functools.partial(drain, job)) for job in jobs]
+    seen = 0
+    while seen < total:
+        try:
+            unit: _Unit | None = ticks.get(timeout=0.2)
+        except queue.Empty:
+            unit = None
+        if unit is None:
+            for f in futures:
+                if f.done() and f.exception() is not None:
+                    raise f.exception()  # type: ignore[misc]
+            if all(f.done() for f in futures) and ticks.empty():
+                break
+            continue
+        seen += 1
+        yield unit
+    for f in futures:
+        f.result()
+
+
 def run(config: Config, progress: ProgressFactory = null_progress) -> Result:
     """Store N MNIST images, query each with a corrupted copy, score every method."""
     ns = tuple(config.n_stored)
@@ -546,136 +829,14 @@ def run(config: Config, progress: ProgressFactory = null_progress) -> Result:
     D2 = _pairwise_d2(V)
     thr = float(config.threshold)
 
-    outcomes: dict[str, list[_Outcome]] = {}
-    betas = {
-        "dot": config.beta_dot,
-        "euclidean": config.beta_euclidean,
-        "manhattan": config.beta_manhattan,
-    }
+    outcomes, last_fit = _score_methods(config, V, Q, E, D2, progress)
     learned_info: dict[str, Any] = {}
-
-    def learner(seed_offset: int) -> LearnedLinearKeys:
-        return LearnedLinearKeys(
-            _mixture(config),
-            d_k=config.learned_dim,
-            steps=config.learned_steps,
-            lr=config.learned_lr,
-            beta=config.learned_beta,
-            shrinkage=config.whitening_shrinkage,
-            seed=config.seed + seed_offset,
-        )
-
-    # Progress ticks once per unit of work. The nested memories share one score matrix per
-    # method ``[C, S, N_max, N_max]``, filled block by block as N grows (the rows and
-    # columns the new items add) and each block in row chunks of at most ``_CHUNK_CELLS``
-    # query-item pairs, so every tick costs about the same and the total is the work of one
-    # full matrix; the outcomes at N are scored once its last chunk is in. Maps fitted on
-    # the N stored items (whitened keys, keys learned on them) tick once per N, and fitting
-    # the learned map on the experience set is one tick.
-    plans = {cells: _chunk_plan(ns, cells) for cells in (_CHUNK_CELLS, _CHUNK_CELLS_GEMM)}
-    # The compiled Manhattan kernel gives the torch loop's bits several times faster (so its
-    # chunks are as large as the GEMMs'); below a few seconds of work, importing and
-    # loading it would cost more than it saves.
-    kernel = manhattan_kernel.available() and (
-        Q.shape[0] * Q.shape[1] * n_max * n_max * Q.shape[-1] >= _KERNEL_MIN_TERMS
-    )
-
-    def plan_of(method: str) -> list[list[tuple[int, int, int, int]]]:
-        slow = method == "auto_manhattan" and not kernel
-        return plans[_CHUNK_CELLS if slow else _CHUNK_CELLS_GEMM]
-
-    steps = ["auto_dot", "auto_euclidean", "auto_manhattan", *KV_METHODS]
-    per_n_fit = {"kv_whitened"} | ({"kv_learned"} if E is None else set())
-    units: list[tuple[str, int, int]] = []
-    for method in steps:
-        if method == "kv_learned" and E is not None:
-            units.append((method, -1, 0))  # the fit
-        for i in range(len(ns)):
-            chunks = 1 if method in per_n_fit else len(plan_of(method)[i])
-            units.extend((method, i, k) for k in range(chunks))
-    fits: list[LearnedLinearKeys] = []
-    state: dict[str, Any] = {}
-
-    def fill(score: Any, plan: list, i: int, k: int) -> torch.Tensor | None:
-        """Compute chunk k of step i of ``state["scores"]`` with ``score(queries [C, S, q,
-        *], items [S, n, *], items_t [S, *, n]) -> [C, S, q, n]`` on the cached query and
-        item codes (``items_t``: the same items transposed); after the step's last chunk,
-        return the ``[C, S, n, n]`` block of the first ``ns[i]``."""
-        if i == 0 and k == 0:
-            state["scores"] = torch.empty(Q.shape[0], Q.shape[1], n_max, n_max)
-            state["v_t"] = state["v"].transpose(-1, -2).contiguous()  # [S, D, N_max], once
-            state.pop("v_t_cols", None)
-        full, q_code, v_code = state["scores"], state["q"], state["v"]
-        r0, r1, c0, c1 = plan[i][k]
-        if state.get("v_t_cols") != (c0, c1):
-            # the transposed items' columns of this rectangle, copied once for all its
-            # chunks (the product needs them contiguous)
-            state["v_t_cols"] = (c0, c1)
-            state["v_t_block"] = state["v_t"][..., c0:c1].contiguous()
-        block = score(q_code[:, :, r0:r1], v_code[:, c0:c1], state["v_t_block"])
-        full[..., r0:r1, c0:c1] = block
-        return full[..., : ns[i], : ns[i]] if k == len(plan[i]) - 1 else None
-
-    def dot_of_keys(q: torch.Tensor, v: torch.Tensor, v_t: torch.Tensor) -> torch.Tensor:
-        return _dot(q, v, v_t)
-
-    for method, i, k in progress(units, total=len(units), desc=NAME):
-        n = ns[i] if i >= 0 else 0
-        if method.startswith("auto_"):
-            simname = method.removeprefix("auto_")
-            if i == 0 and k == 0:
-                state.update(q=Q, v=V)
-            scores = fill(
-                lambda q, v, vt, name=simname: _auto_scores(name, q, v, vt, kernel=kernel),
-                plan_of(method),
-                i,
-                k,
-            )
-            if scores is not None:
-                outcomes.setdefault(method, []).append(_max_outcome(scores, D2[:, :n, :n], thr))
-                outcomes.setdefault(f"{method}_softmax", []).append(
-                    _soft_outcome(scores, betas[simname], V[:, :n], thr)
-                )
-        elif method == "kv_learned" and i < 0:
-            fits.append(learner(0).fit(E))
-        elif method in per_n_fit:
-            # a map fitted on the N stored items: its own scores at every N
-            if method == "kv_whitened":
-                kmap: KeyMap = WhitenedKeys("zca", shrinkage=config.whitening_shrinkage)
-                kmap.fit(V[:, :n])
-            else:
-                kmap = learner(i).fit(V[:, :n])
-                fits.append(kmap)
-            outcomes.setdefault(method, []).append(
-                _max_outcome(_key_scores(kmap, Q[:, :, :n], V[:, :n]), D2[:, :n, :n], thr)
-            )
-        else:  # a fixed map of each image alone: centred, expansion + kWTA, learned
-            if i == 0 and k == 0:
-                if method == "kv_centered":
-                    kmap = CenteredKeys("self").fit(V)
-                elif method == "kv_expansion_kwta":
-                    kmap = ExpansionKWTAKeys(
-                        config.expansion_units,
-                        config.expansion_active,
-                        center="self",
-                        seed=config.seed,
-                    ).fit(V)
-                else:
-                    kmap = fits[-1]
-                with torch.no_grad():
-                    state.update(q=kmap(Q), v=kmap(V))
-            scores = fill(dot_of_keys, plan_of(method), i, k)
-            if scores is not None:
-                outcomes.setdefault(method, []).append(_max_outcome(scores, D2[:, :n, :n], thr))
-        if i == len(ns) - 1 and (method in per_n_fit or k == len(plan_of(method)[i]) - 1):
-            state.clear()  # free the method's score matrix
-    if fits:
-        last = fits[-1]
-        assert last.loss_initial is not None and last.loss_final is not None
+    if last_fit is not None:
+        assert last_fit.loss_initial is not None and last_fit.loss_final is not None
         learned_info = {
-            "loss_initial": float(last.loss_initial.mean()),
-            "loss_final": float(last.loss_final.mean()),
-            "loss_history": last.loss_history,
+            "loss_initial": float(last_fit.loss_initial.mean()),
+            "loss_final": float(last_fit.loss_final.mean()),
+            "loss_history": last_fit.loss_history,
         }
 
     # --- series -----------------------------------------------------------------------------
