@@ -388,3 +388,35 @@ def test_a_failing_job_ends_the_run_with_its_error(monkeypatch: pytest.MonkeyPat
                 kvv.run(cfg)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(("n", "beta"), [(10, 1.0), (300, 10.0), (1200, 1.0)])
+def test_lean_softmax_outcome_is_the_library_composition_bit_for_bit(n: int, beta: float) -> None:
+    # _soft_outcome forms its squares and 2 r in place and writes |v|^2 - 2 r.v over the
+    # product; its fractions must be those of the library's softmax, squared-error
+    # criterion and retrieval accuracy exactly, on a score view like the run's
+    from kvmem.core import separation as sep
+    from kvmem.metrics import retrieval_accuracy
+
+    g = torch.Generator().manual_seed(n)
+    values = torch.randint(0, 256, (2, n + 5, 784), generator=g).float() / 255.0
+    values *= torch.rand(values.shape, generator=g) < 0.3
+    cues = values.unsqueeze(0) + 0.3 * torch.randn(1, *values.shape, generator=g)
+    full = kvv._neg_euclidean(cues, values, kvv._dot(cues, values))
+    scores, v = full[..., :n, :n], values[:, :n]  # strided views, as in the run
+    got = kvv._soft_outcome(scores, beta, v, 60.0)
+    read = sep.softmax(scores, beta) @ v
+    ok = squared_error_success(read, v, 60.0)
+    ident = ok & retrieval_accuracy(read, v)
+    assert torch.equal(got.success, ok.double().mean(-1))
+    assert torch.equal(got.identified, ident.double().mean(-1))
+
+
+def test_pairwise_distances_are_the_plain_formula_bit_for_bit() -> None:
+    g = torch.Generator().manual_seed(3)
+    v = torch.randint(0, 256, (2, 500, 784), generator=g).float() / 255.0
+    v64 = v.double()
+    sq = (v64 * v64).sum(-1)
+    plain = (sq.unsqueeze(-1) + sq.unsqueeze(-2) - 2.0 * v64 @ v64.transpose(-1, -2)).clamp_min(0)
+    plain = plain * (1.0 - torch.eye(500, dtype=torch.float64))
+    assert torch.equal(kvv._pairwise_d2(v), plain)

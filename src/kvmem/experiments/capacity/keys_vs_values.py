@@ -138,7 +138,6 @@ import torch
 from matplotlib.figure import Figure
 
 from kvmem.core import manhattan_kernel
-from kvmem.core import separation as sep
 from kvmem.core.key_maps import CenteredKeys, ExpansionKWTAKeys, KeyMap, WhitenedKeys
 from kvmem.data.bundled import load_mnist_test10k
 from kvmem.data.patterns import add_gaussian_noise, drop_pixels, mask_bottom_half
@@ -492,31 +491,54 @@ def _max_outcome(scores: torch.Tensor, d2: torch.Tensor, threshold: float) -> _O
 def _soft_outcome(
     scores: torch.Tensor, beta: float, values: torch.Tensor, threshold: float
 ) -> _Outcome:
-    """Softmax separation: the read ``softmax(beta s) V`` ``[C, S, n, D]`` is a blend."""
-    w = sep.softmax(scores, beta)
+    """Softmax separation: the read ``softmax(beta s) V`` ``[C, S, n, D]`` is a blend.
+
+    The values of :func:`kvmem.core.separation.softmax`,
+    :func:`kvmem.metrics.squared_error_success` and :func:`_identified` on these inputs,
+    bit for bit, with fewer passes over the ``[C, S, n, n]`` and ``[C, S, n, D]`` blocks
+    (checked in the tests): no input checks (the scores are finite by construction), no
+    ``1.0 *`` scale pass, the squares and the identification's ``2 r`` formed in place,
+    and ``|v|^2 - 2 r.v`` written over the product.
+    """
+    w = torch.softmax(scores if beta == 1.0 else scores * beta, dim=-1)
     read = _matmul_c(w, values)  # [C, S, n, D], = w @ values
-    ok = squared_error_success(read, values, threshold)
-    ident = ok & _identified(read, values)
+    del w  # the largest block: free it before the product below allocates its own
+    diff = torch.sub(read, values)
+    ok = diff.mul_(diff).sum(-1) < threshold  # (x * x is torch's x ** 2, bit for bit)
+    del diff
+    ident = ok & _identified(read.mul_(2.0), values, doubled=True)
     return _Outcome(ok.double().mean(-1), ident.double().mean(-1))
 
 
-def _identified(read: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+def _identified(read: torch.Tensor, values: torch.Tensor, doubled: bool = False) -> torch.Tensor:
     """:func:`kvmem.metrics.retrieval_accuracy` of reads ``[C, S, n, D]`` against the stored
     ``values [S, n, D]`` (read i nearest to value i): ``[C, S, n]`` bool, bit for bit.
 
     The same ``|v|^2 - 2 r.v`` scores, with the product by :func:`_matmul_c` instead of a
     broadcast matmul, which copies the values once per C (about 1.4x faster at n = 2000).
+    ``doubled``: ``read`` already holds ``2 r`` (an exact doubling).
     """
-    d2 = (values * values).sum(-1).unsqueeze(-2) - _matmul_c(2 * read, values.transpose(-1, -2))
+    sq = (values * values).sum(-1).unsqueeze(-2)
+    prod = _matmul_c(read if doubled else 2 * read, values.transpose(-1, -2))
+    d2 = torch.sub(sq, prod, out=prod)  # elementwise, so writing over the product is safe
     return d2.argmin(dim=-1) == torch.arange(read.shape[-2])
 
 
 def _pairwise_d2(v: torch.Tensor) -> torch.Tensor:
-    """Squared Euclidean distances ``[S, n, n]`` between stored images (float64, diag 0)."""
+    """Squared Euclidean distances ``[S, n, n]`` between stored images (float64, diag 0).
+
+    ``(|a|^2 + |b|^2 - 2 a.b)`` clamped at 0, each step written over the last block (the
+    same values as fresh tensors, with one ``[S, n, n]`` float64 block alive instead of
+    four).
+    """
     v64 = v.double()
     sq = (v64 * v64).sum(-1)
-    d2 = (sq.unsqueeze(-1) + sq.unsqueeze(-2) - 2.0 * v64 @ v64.transpose(-1, -2)).clamp_min(0)
-    return d2 * (1.0 - torch.eye(v.shape[-2], dtype=torch.float64))
+    prod = v64 @ v64.transpose(-1, -2)
+    d2 = torch.add(sq.unsqueeze(-1), sq.unsqueeze(-2))
+    d2.sub_(prod.mul_(2.0)).clamp_min_(0)
+    del prod
+    d2.diagonal(dim1=-2, dim2=-1).zero_()  # (x * 0 for x >= 0: the old mask's +0)
+    return d2
 
 
 def _key_scores(keymap: KeyMap, queries: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
