@@ -260,13 +260,10 @@ def test_legend_is_readable_and_inside_the_figure(quick_result: Result) -> None:
     assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1
 
 
-def test_progress_ticks_per_unit_of_work() -> None:
-    """Issue 14: the run ticked 7 times (once per method), the longest step of the demo.
-    It now ticks per unit of work: each job (a method, or dot and Euclidean together, on
-    one corruption) at each N in score chunks, each refit, each fit of a fixed map."""
-    cfg = dataclasses.replace(kvv.quick(kvv.Config()), n_seeds=1)
-    seen: list = []
+def _recording_progress() -> tuple:
+    """A progress factory that records its totals and every unit it passes on."""
     totals: list = []
+    seen: list = []
 
     def progress(iterable, *, total=None, desc=""):  # noqa: ANN001, ANN202
         totals.append(total)
@@ -274,6 +271,15 @@ def test_progress_ticks_per_unit_of_work() -> None:
             seen.append(x)
             yield x
 
+    return progress, totals, seen
+
+
+def test_progress_ticks_per_unit_of_work() -> None:
+    """Issue 14: the run ticked 7 times (once per method), the longest step of the demo.
+    It now ticks per unit of work: each job (a method, or dot and Euclidean together, on
+    one corruption) at each N in score chunks, each refit, each fit of a fixed map."""
+    cfg = dataclasses.replace(kvv.quick(kvv.Config()), n_seeds=1)
+    progress, totals, seen = _recording_progress()
     kvv.run(cfg, progress=progress)
     assert totals == [len(seen)]
     jobs = {"auto_dot_euclidean", "auto_manhattan", *kvv.KV_METHODS}
@@ -356,15 +362,7 @@ def test_jobs_side_by_side_give_the_serial_numbers(monkeypatch: pytest.MonkeyPat
         serial = kvv.run(cfg)
         torch.set_num_threads(3)
         monkeypatch.setattr(kvv, "_KERNEL_MIN_TERMS", 0)
-        totals: list = []
-        ticks: list = []
-
-        def progress(iterable, *, total=None, desc=""):  # noqa: ANN001, ANN202
-            totals.append(total)
-            for x in iterable:
-                ticks.append(x)
-                yield x
-
+        progress, totals, ticks = _recording_progress()
         parallel = kvv.run(cfg, progress=progress)
         assert torch.get_num_threads() == 3  # restored after the run
     finally:
