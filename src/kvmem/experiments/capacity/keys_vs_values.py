@@ -134,6 +134,7 @@ from __future__ import annotations
 import functools
 import math
 import queue
+import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, replace
@@ -803,36 +804,49 @@ def _drive(pool: TaskPool, jobs: list[Iterator[_Unit]], total: int) -> Iterator[
     yielding the units on the caller's thread as they are done (for its progress bar).
 
     With one worker the jobs run one after another right here. A failed job's error is
-    raised as soon as it is seen; jobs not yet started are then dropped by the pool.
+    raised as soon as it is seen; jobs not yet started are then dropped by the pool, and
+    running ones stop after their current unit (so Ctrl-C does not wait for whole jobs).
     """
     if pool.workers == 1:
         for job in jobs:
             yield from job
         return
     ticks: queue.SimpleQueue = queue.SimpleQueue()
+    stop = threading.Event()
 
     def drain(job: Iterator[_Unit]) -> None:
-        for unit in job:
-            ticks.put(unit)
+        try:
+            for unit in job:
+                ticks.put(unit)
+                if stop.is_set():
+                    return  # the run has ended (an error, Ctrl-C): leave the rest of the job
+        except BaseException as err:
+            ticks.put(err)  # seen at once, even while other jobs keep the queue busy
+            raise
 
     futures = [pool.submit(functools.partial(drain, job)) for job in jobs]
     seen = 0
-    while seen < total:
-        try:
-            unit: _Unit | None = ticks.get(timeout=0.2)
-        except queue.Empty:
-            unit = None
-        if unit is None:
-            for f in futures:
-                if f.done() and f.exception() is not None:
-                    raise f.exception()  # type: ignore[misc]
-            if all(f.done() for f in futures) and ticks.empty():
-                break
-            continue
-        seen += 1
-        yield unit
-    for f in futures:
-        f.result()
+    try:
+        while seen < total:
+            try:
+                unit: _Unit | BaseException | None = ticks.get(timeout=0.2)
+            except queue.Empty:
+                unit = None
+            if isinstance(unit, BaseException):
+                raise unit
+            if unit is None:
+                for f in futures:
+                    if f.done() and f.exception() is not None:
+                        raise f.exception()  # type: ignore[misc]
+                if all(f.done() for f in futures) and ticks.empty():
+                    break
+                continue
+            seen += 1
+            yield unit
+        for f in futures:
+            f.result()
+    finally:
+        stop.set()
 
 
 def run(config: Config, progress: ProgressFactory = null_progress) -> Result:
