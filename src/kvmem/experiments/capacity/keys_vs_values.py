@@ -662,6 +662,7 @@ def _score_methods(
     whole: dict[str, list[_Outcome | None]] = {m: [None] * len(ns) for m in refit}
     codes: dict[str, Future] = {m: Future() for m in fixed}
     fits: dict[int, LearnedLinearKeys] = {}  # by step, -1: the fit on the experience set
+    held = threading.local()  # each worker's score matrices, reused by its next job
 
     def fill_scores(
         plan: list[list[tuple[int, int, int, int]]],
@@ -685,7 +686,7 @@ def _score_methods(
                     cols, block_t = (c0, c1), items_t[..., c0:c1].contiguous()
                 for name, block in score(r0, r1, c0, c1, block_t).items():
                     if name not in full:
-                        full[name] = torch.empty(1, n_s, n_max, n_max)
+                        full[name] = _held_matrix(held, len(full), (1, n_s, n_max, n_max))
                     full[name][..., r0:r1, c0:c1] = block
                 if k == len(plan[i]) - 1:
                     on_step(i, full)
@@ -797,6 +798,16 @@ def _score_methods(
             )
     last_fit = fits[max(fits)] if fits else None
     return outcomes, last_fit
+
+
+def _held_matrix(held: threading.local, k: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """This thread's k-th score matrix (uninitialised; every cell a job reads it writes
+    first): one thread runs one job at a time, so its next job reuses memory already
+    touched instead of paying the page faults of a fresh block (~0.2 s per 576 MB)."""
+    blocks: list[torch.Tensor] = held.__dict__.setdefault("blocks", [])
+    if len(blocks) <= k:
+        blocks.append(torch.empty(shape))
+    return blocks[k]
 
 
 def _drive(pool: TaskPool, jobs: list[Iterator[_Unit]], total: int) -> Iterator[_Unit]:
