@@ -244,3 +244,32 @@ def test_task_pool_raises_a_failed_piece_as_it_finishes() -> None:
     gate.set()
     assert futures[0].exception() is not None
     assert len(ran) < 30  # the error ended the run: queued pieces were dropped
+
+
+def test_running_jobs_stop_soon_after_another_fails() -> None:
+    # TaskPool.drive (keys-vs-values' jobs): after a job's error (or Ctrl-C) the jobs still
+    # running leave off after their current unit instead of running to the end
+    import time
+
+    from kvmem.experiments.base import TaskPool
+
+    produced: list[int] = []
+
+    def long_job():  # noqa: ANN202
+        for k in range(1000):
+            time.sleep(0.002)
+            produced.append(k)
+            yield ("long", 0, 0, k)
+
+    def bad_job():  # noqa: ANN202
+        time.sleep(0.05)
+        raise RuntimeError("bad job")
+        yield  # a generator, like the run's jobs
+
+    with pytest.raises(RuntimeError, match="bad job"), TaskPool(2) as pool:
+        for _ in pool.drive([long_job(), bad_job()], 1001):
+            pass
+    time.sleep(0.1)
+    n = len(produced)
+    time.sleep(0.1)
+    assert n < 1000 and len(produced) == n  # it stopped, and stays stopped

@@ -65,11 +65,11 @@ def neg_manhattan_sequential(
     seed_of = torch.arange(n_c * n_s, dtype=torch.int64).remainder_(n_s).numpy()
     serial, parallel = _kernels()
     threads = torch.get_num_threads() if threads is None else int(threads)
-    if threads <= 1:
-        serial(q, xt, seed_of, out.view(n_c * n_s, n_q, -1).numpy())
-    else:
+    kernel = serial
+    if threads > 1:
         import numba
 
-        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
-        parallel(q, xt, seed_of, out.view(n_c * n_s, n_q, -1).numpy())
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        kernel = parallel
+    kernel(q, xt, seed_of, out.view(n_c * n_s, n_q, -1).numpy())
     return out

@@ -149,7 +149,8 @@ class TaskPool:
     inline at :meth:`submit` (no threads at all).
 
     ``submit(fn)`` returns a ``Future``; :meth:`completed` yields the submitted futures as
-    they finish (for progress bars); :meth:`close` (also on leaving a ``with`` block) drops
+    they finish (for progress bars); :meth:`drive` runs job generators and yields the units
+    of work they report; :meth:`close` (also on leaving a ``with`` block) drops
     pieces not yet started when an error or Ctrl-C ends the run, instead of running them.
     """
 
@@ -204,6 +205,57 @@ class TaskPool:
             futures.append(self.submit(fn))
             yield from self.completed(block=False)  # (inline, one worker: this piece)
         yield from self.completed()
+
+    def drive(self, jobs: list[Iterator[Any]], total: int) -> Iterator[Any]:
+        """Run job generators (each yields a unit after each piece of its work), yielding
+        the units on the caller's thread as they are done: iterate it through a progress
+        bar with ``total`` (the units all jobs yield). Jobs run whole, each on one worker
+        (with one worker: one after another right here, lazily); a job may wait for
+        another's result if that job comes earlier in ``jobs``.
+
+        A failed job's error is raised as soon as it is seen; when the iteration ends
+        early (that error, Ctrl-C), jobs not yet started are dropped by :meth:`close` and
+        running ones leave off after their current unit instead of running to the end.
+        """
+        if self._pool is None:
+            for job in jobs:
+                yield from job
+            return
+        import functools
+        import queue
+        import threading
+
+        ticks: queue.SimpleQueue = queue.SimpleQueue()
+        stop = threading.Event()
+
+        def drain(job: Iterator[Any]) -> None:
+            try:
+                for unit in job:
+                    ticks.put((True, unit))
+                    if stop.is_set():
+                        return  # the run has ended: leave the rest of the job
+            except BaseException as err:
+                ticks.put((False, err))  # seen at once, even while other jobs keep ticking
+                raise
+
+        futures = [self._pool.submit(functools.partial(drain, job)) for job in jobs]
+        seen = 0
+        try:
+            while seen < total:
+                try:
+                    ok, unit = ticks.get(timeout=0.2)
+                except queue.Empty:
+                    if all(f.done() for f in futures) and ticks.empty():
+                        break  # (fewer units than ``total``: do not wait forever)
+                    continue
+                if not ok:
+                    raise unit
+                seen += 1
+                yield unit
+            for f in futures:
+                f.result()
+        finally:
+            stop.set()
 
     def close(self, cancel: bool = False) -> None:
         if self._pool is not None:

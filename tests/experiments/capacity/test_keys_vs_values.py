@@ -418,32 +418,3 @@ def test_pairwise_distances_are_the_plain_formula_bit_for_bit() -> None:
     plain = (sq.unsqueeze(-1) + sq.unsqueeze(-2) - 2.0 * v64 @ v64.transpose(-1, -2)).clamp_min(0)
     plain = plain * (1.0 - torch.eye(500, dtype=torch.float64))
     assert torch.equal(kvv._pairwise_d2(v), plain)
-
-
-def test_running_jobs_stop_soon_after_another_fails() -> None:
-    # _drive: after a job's error (or Ctrl-C) the jobs still running leave off after their
-    # current unit instead of running to the end while the error waits
-    import time
-
-    from kvmem.experiments.base import TaskPool
-
-    produced: list[int] = []
-
-    def long_job():  # noqa: ANN202
-        for k in range(1000):
-            time.sleep(0.002)
-            produced.append(k)
-            yield ("long", 0, 0, k)
-
-    def bad_job():  # noqa: ANN202
-        time.sleep(0.05)
-        raise RuntimeError("bad job")
-        yield  # a generator, like the run's jobs
-
-    with pytest.raises(RuntimeError, match="bad job"), TaskPool(2) as pool:
-        for _ in kvv._drive(pool, [long_job(), bad_job()], 1001):
-            pass
-    time.sleep(0.1)
-    n = len(produced)
-    time.sleep(0.1)
-    assert n < 1000 and len(produced) == n  # it stopped, and stays stopped

@@ -131,9 +131,7 @@ matrix products alone are ~40 s of CPU at the BLAS's ~90 GFLOP/s per core.
 
 from __future__ import annotations
 
-import functools
 import math
-import queue
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -371,49 +369,33 @@ def _auto_blocks(
     *,
     kernel: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Key = value scores of each similarity in ``sims`` (:func:`_auto_scores`); dot and
-    Euclidean scores together share their product ``q . x``."""
+    """Key = value scores ``{sim: [C, S, Q, N]}`` of queries ``[C, S, Q, D]`` against items
+    ``[S, N, D]`` (``items_t``: the same items transposed, ``[S, D, N]``), for one group of
+    similarities: ``("dot", "euclidean")``, which share their product ``q . x``, or
+    ``("manhattan",)``, by the compiled kernel when ``kernel`` (the same bits, several
+    times faster; :mod:`kvmem.core.manhattan_kernel`), else by the torch loop.
+    """
     if sims == ("dot", "euclidean"):
         qx = _dot(queries, items, items_t)
         return {"dot": qx, "euclidean": _neg_euclidean(queries, items, qx)}
-    return {sim: _auto_scores(sim, queries, items, items_t, kernel=kernel) for sim in sims}
+    if sims == ("manhattan",):
+        if kernel:
+            return {"manhattan": manhattan_kernel.neg_manhattan_sequential(queries, items_t)}
+        return {"manhattan": _neg_manhattan(queries, items, items_t)}
+    raise ValueError(f"similarities: unknown group {sims!r}")
 
 
 def _neg_euclidean(queries: torch.Tensor, items: torch.Tensor, qx: torch.Tensor) -> torch.Tensor:
-    """``-sqrt(|q|^2 + |x|^2 - 2 q.x)`` ``[C, S, Q, N]`` from the dot scores ``qx``."""
+    """``-sqrt(|q|^2 + |x|^2 - 2 q.x)`` ``[C, S, Q, N]`` from the dot scores ``qx``.
+
+    A BLAS matmul; the library's ``neg_euclidean`` subtracts coordinates exactly but is
+    ~20x slower, and at these distances, >= 1 apart for distinct images, the difference is
+    ~1e-6 relative.
+    """
     q2 = (queries * queries).sum(-1, keepdim=True)
     x2 = (items * items).sum(-1).unsqueeze(-2)
     d2 = (q2 + x2 - 2.0 * qx).clamp_min(0.0)
     return -d2.sqrt()
-
-
-def _auto_scores(
-    name: str,
-    queries: torch.Tensor,
-    items: torch.Tensor,
-    items_t: torch.Tensor | None = None,
-    *,
-    kernel: bool = False,
-) -> torch.Tensor:
-    """Key = value scores ``[C, S, Q, N]`` of queries ``[C, S, Q, D]`` against items ``[S, N, D]``.
-
-    ``kernel``: Manhattan scores by the compiled kernel (:mod:`kvmem.core.manhattan_kernel`,
-    the same bits, several times faster) instead of the torch loop.
-
-    Euclidean scores are ``-sqrt(|q|^2 + |x|^2 - 2 q.x)`` (a BLAS matmul; the library's
-    ``neg_euclidean`` subtracts coordinates exactly but is ~20x slower, and at these
-    distances, >= 1 apart for distinct images, the difference is ~1e-6 relative).
-    """
-    if name == "dot":
-        return _dot(queries, items, items_t)
-    if name == "manhattan":
-        if kernel:
-            xt = items.transpose(-1, -2) if items_t is None else items_t
-            return manhattan_kernel.neg_manhattan_sequential(queries, xt)
-        return _neg_manhattan(queries, items, items_t)
-    if name == "euclidean":
-        return _neg_euclidean(queries, items, _dot(queries, items, items_t))
-    raise ValueError(f"similarity: unknown {name!r}")
 
 
 def _matmul_c(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -513,22 +495,22 @@ def _soft_outcome(
     diff = torch.sub(read, values)
     ok = diff.mul_(diff).sum(-1) < threshold  # (x * x is torch's x ** 2, bit for bit)
     del diff
-    ident = ok & _identified(read.mul_(2.0), values, doubled=True)
+    ident = ok & _identified(read.mul_(2.0), values)
     return _Outcome(ok.double().mean(-1), ident.double().mean(-1))
 
 
-def _identified(read: torch.Tensor, values: torch.Tensor, doubled: bool = False) -> torch.Tensor:
-    """:func:`kvmem.metrics.retrieval_accuracy` of reads ``[C, S, n, D]`` against the stored
-    ``values [S, n, D]`` (read i nearest to value i): ``[C, S, n]`` bool, bit for bit.
+def _identified(read2: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """:func:`kvmem.metrics.retrieval_accuracy` of reads ``r`` ``[C, S, n, D]``, given doubled
+    (``read2 = 2 r``, an exact doubling), against the stored ``values [S, n, D]`` (read i
+    nearest to value i): ``[C, S, n]`` bool, bit for bit.
 
     The same ``|v|^2 - 2 r.v`` scores, with the product by :func:`_matmul_c` instead of a
     broadcast matmul, which copies the values once per C (about 1.4x faster at n = 2000).
-    ``doubled``: ``read`` already holds ``2 r`` (an exact doubling).
     """
     sq = (values * values).sum(-1).unsqueeze(-2)
-    prod = _matmul_c(read if doubled else 2 * read, values.transpose(-1, -2))
+    prod = _matmul_c(read2, values.transpose(-1, -2))
     d2 = torch.sub(sq, prod, out=prod)  # elementwise, so writing over the product is safe
-    return d2.argmin(dim=-1) == torch.arange(read.shape[-2])
+    return d2.argmin(dim=-1) == torch.arange(read2.shape[-2])
 
 
 def _pairwise_d2(v: torch.Tensor) -> torch.Tensor:
@@ -779,7 +761,7 @@ def _score_methods(
     total += n_c * sum(len(p) for p in gemm_plan) * (1 + len(fixed))
     total += n_c * sum(len(p) for p in manhattan_plan)
     with TaskPool() as pool, single_thread():
-        for _ in progress(_drive(pool, jobs, total), total=total, desc=NAME):
+        for _ in progress(pool.drive(jobs, total), total=total, desc=NAME):
             pass
 
     outcomes: dict[str, list[_Outcome]] = {m: list(v) for m, v in whole.items()}  # type: ignore[misc]
@@ -808,56 +790,6 @@ def _held_matrix(held: threading.local, k: int, shape: tuple[int, ...]) -> torch
     if len(blocks) <= k:
         blocks.append(torch.empty(shape))
     return blocks[k]
-
-
-def _drive(pool: TaskPool, jobs: list[Iterator[_Unit]], total: int) -> Iterator[_Unit]:
-    """Run job generators (each yields a unit after each piece of its work) on ``pool``,
-    yielding the units on the caller's thread as they are done (for its progress bar).
-
-    With one worker the jobs run one after another right here. A failed job's error is
-    raised as soon as it is seen; jobs not yet started are then dropped by the pool, and
-    running ones stop after their current unit (so Ctrl-C does not wait for whole jobs).
-    """
-    if pool.workers == 1:
-        for job in jobs:
-            yield from job
-        return
-    ticks: queue.SimpleQueue = queue.SimpleQueue()
-    stop = threading.Event()
-
-    def drain(job: Iterator[_Unit]) -> None:
-        try:
-            for unit in job:
-                ticks.put(unit)
-                if stop.is_set():
-                    return  # the run has ended (an error, Ctrl-C): leave the rest of the job
-        except BaseException as err:
-            ticks.put(err)  # seen at once, even while other jobs keep the queue busy
-            raise
-
-    futures = [pool.submit(functools.partial(drain, job)) for job in jobs]
-    seen = 0
-    try:
-        while seen < total:
-            try:
-                unit: _Unit | BaseException | None = ticks.get(timeout=0.2)
-            except queue.Empty:
-                unit = None
-            if isinstance(unit, BaseException):
-                raise unit
-            if unit is None:
-                for f in futures:
-                    if f.done() and f.exception() is not None:
-                        raise f.exception()  # type: ignore[misc]
-                if all(f.done() for f in futures) and ticks.empty():
-                    break
-                continue
-            seen += 1
-            yield unit
-        for f in futures:
-            f.result()
-    finally:
-        stop.set()
 
 
 def run(config: Config, progress: ProgressFactory = null_progress) -> Result:
