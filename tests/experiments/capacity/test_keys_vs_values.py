@@ -351,6 +351,31 @@ def test_manhattan_by_coordinates_is_bitwise_cdist(m: int, n: int) -> None:
     assert torch.equal(kvv._neg_manhattan(q, items), expected)
 
 
+@settings(max_examples=20, deadline=None)
+@given(
+    m=st.integers(1, 40),
+    n=st.integers(1, 60),
+    d=st.integers(1, 50),
+    c0=st.integers(0, 59),
+)
+def test_euclidean_from_cached_norms_is_the_plain_formula_bit_for_bit(
+    m: int, n: int, d: int, c0: int
+) -> None:
+    # A row chunk scored with the squared norms of its column block computed once (and the
+    # steps in place) must give the plain -sqrt(clamp(|q|^2 + |x|^2 - 2 q.x)) exactly.
+    g = torch.Generator().manual_seed(m * 7919 + n * 31 + d)
+    values = torch.rand(2, n, d, generator=g)
+    q = torch.rand(1, 2, m, d, generator=g)
+    q[..., : d // 2] = values[:, : min(m, n), : d // 2].mean(-2, keepdim=True)
+    items = values[:, min(c0, n - 1) :]  # a column block's view, as V[:, c0:c1]
+    qx = kvv._dot(q, items)
+    q2 = (q * q).sum(-1, keepdim=True)
+    x2 = (items * items).sum(-1).unsqueeze(-2)
+    plain = -(q2 + x2 - 2.0 * qx).clamp_min(0.0).sqrt()
+    assert torch.equal(kvv._neg_euclidean(q, items, qx), plain)
+    assert torch.equal(kvv._neg_euclidean(q, items, qx, kvv._squared_norms(items)), plain)
+
+
 def test_jobs_side_by_side_give_the_serial_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
     # One worker (the jobs in turn, torch's Manhattan loop) and three workers (the jobs on
     # a thread pool, the compiled Manhattan kernel where numba is installed) agree bit for

@@ -368,16 +368,18 @@ def _auto_blocks(
     items_t: torch.Tensor,
     *,
     kernel: bool = False,
+    x2: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Key = value scores ``{sim: [C, S, Q, N]}`` of queries ``[C, S, Q, D]`` against items
     ``[S, N, D]`` (``items_t``: the same items transposed, ``[S, D, N]``), for one group of
     similarities: ``("dot", "euclidean")``, which share their product ``q . x``, or
     ``("manhattan",)``, by the compiled kernel when ``kernel`` (the same bits, several
-    times faster; :mod:`kvmem.core.manhattan_kernel`), else by the torch loop.
+    times faster; :mod:`kvmem.core.manhattan_kernel`), else by the torch loop. ``x2``: the
+    items' squared norms ``[S, 1, N]`` (:func:`_squared_norms`) when already computed.
     """
     if sims == ("dot", "euclidean"):
         qx = _dot(queries, items, items_t)
-        return {"dot": qx, "euclidean": _neg_euclidean(queries, items, qx)}
+        return {"dot": qx, "euclidean": _neg_euclidean(queries, items, qx, x2)}
     if sims == ("manhattan",):
         if kernel:
             return {"manhattan": manhattan_kernel.neg_manhattan_sequential(queries, items_t)}
@@ -385,17 +387,29 @@ def _auto_blocks(
     raise ValueError(f"similarities: unknown group {sims!r}")
 
 
-def _neg_euclidean(queries: torch.Tensor, items: torch.Tensor, qx: torch.Tensor) -> torch.Tensor:
+def _neg_euclidean(
+    queries: torch.Tensor,
+    items: torch.Tensor,
+    qx: torch.Tensor,
+    x2: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``-sqrt(|q|^2 + |x|^2 - 2 q.x)`` ``[C, S, Q, N]`` from the dot scores ``qx``.
 
     A BLAS matmul; the library's ``neg_euclidean`` subtracts coordinates exactly but is
     ~20x slower, and at these distances, >= 1 apart for distinct images, the difference is
-    ~1e-6 relative.
+    ~1e-6 relative. ``x2``: :func:`_squared_norms` of the items, when the caller has them
+    (a row chunk of queries against all N items would otherwise square every item again).
+    The steps after the sum run in place on it: the same operations, so the same bits.
     """
     q2 = (queries * queries).sum(-1, keepdim=True)
-    x2 = (items * items).sum(-1).unsqueeze(-2)
-    d2 = (q2 + x2 - 2.0 * qx).clamp_min(0.0)
-    return -d2.sqrt()
+    d2 = torch.add(q2, _squared_norms(items) if x2 is None else x2)
+    d2.sub_(qx * 2.0).clamp_min_(0.0)  # (qx * 2.0 is 2.0 * qx, exactly)
+    return d2.sqrt_().neg_()
+
+
+def _squared_norms(items: torch.Tensor) -> torch.Tensor:
+    """``|x|^2`` of items ``[S, N, D]`` as ``[S, 1, N]`` (:func:`_neg_euclidean`'s broadcast)."""
+    return (items * items).sum(-1).unsqueeze(-2)
 
 
 def _matmul_c(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -678,9 +692,17 @@ def _score_methods(
 
     def key_value_job(sims: tuple[str, ...], c: int) -> Iterator[_Unit]:
         q = Q[c : c + 1]
+        norms: dict[tuple[int, int], torch.Tensor] = {}  # the items' |x|^2 by column range
 
         def score(r0: int, r1: int, c0: int, c1: int, vt: torch.Tensor) -> dict:
-            return _auto_blocks(sims, q[:, :, r0:r1], V[:, c0:c1], vt, kernel=kernel)
+            items = V[:, c0:c1]
+            x2 = None
+            if "euclidean" in sims:
+                if (c0, c1) not in norms:
+                    norms.clear()  # (the chunks of one rectangle share its columns)
+                    norms[c0, c1] = _squared_norms(items)
+                x2 = norms[c0, c1]
+            return _auto_blocks(sims, q[:, :, r0:r1], items, vt, kernel=kernel, x2=x2)
 
         def on_step(i: int, full: dict[str, torch.Tensor]) -> None:
             n = ns[i]
