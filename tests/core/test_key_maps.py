@@ -225,3 +225,34 @@ def test_kwta_rectified_is_margin_over_best_loser() -> None:
     torch.testing.assert_close(every - every.amin(), h - h.amin())
     with pytest.raises(ValueError, match="output"):
         kwta(h, 2, "soft")  # type: ignore[arg-type]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 30),
+    d=st.integers(2, 40),
+    units=st.integers(4, 80),
+    frac=st.floats(0.05, 1.0),
+    output=st.sampled_from(["binary", "rectified"]),
+    normalize=st.booleans(),
+)
+def test_expansion_codes_written_in_place_are_the_plain_composition_bit_for_bit(
+    n: int, d: int, units: int, frac: float, output: str, normalize: bool
+) -> None:
+    # The map writes its k-WTA code over its own projection and normalises it in place;
+    # that must equal kwta (a fresh block) and F.normalize exactly, with autograd too.
+    g = torch.Generator().manual_seed(n * 1000 + d * 10 + units)
+    items = torch.rand(2, n, d, generator=g)
+    kmap = ExpansionKWTAKeys(units, frac, output=output, normalize=normalize, seed=n).fit(items)
+    x = torch.rand(2, 5, d, generator=g)
+    c = x - x.mean(dim=-1, keepdim=True)
+    plain = kwta(c @ kmap.projection, kmap.k, output)
+    if normalize:
+        plain = torch.nn.functional.normalize(plain, dim=-1, eps=1e-12)
+    assert torch.equal(kmap(x), plain)
+    xg = x.clone().requires_grad_(True)
+    out = kmap(xg)
+    assert torch.equal(out.detach(), plain)
+    if output == "rectified":
+        out.sum().backward()
+        assert xg.grad is not None

@@ -60,3 +60,37 @@ def test_kernel_refuses_other_dtypes_and_mismatched_shapes() -> None:
         mk.neg_manhattan_sequential(queries.double(), items.transpose(-1, -2))
     with pytest.raises(ValueError, match="items_t"):
         mk.neg_manhattan_sequential(queries, items)  # not transposed: [S, N, D]
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    st.integers(1, 3),
+    st.integers(1, 40),
+    st.integers(1, 50),
+    st.integers(0, 20),
+    st.integers(0, 20),
+)
+def test_written_into_a_block_of_a_larger_matrix_gives_the_same_bits(
+    s: int, q: int, n: int, row0: int, col0: int
+) -> None:
+    # out= a strided block (as the score matrices' chunks): every entry as a fresh result.
+    queries, items = _case(s * 100 + q + n, 1, s, q, n, 24)
+    items_t = items.transpose(-1, -2).contiguous()
+    fresh = mk.neg_manhattan_sequential(queries, items_t, threads=1)
+    big = torch.full((1, s, q + row0 + 3, n + col0 + 5), 7.0)
+    block = big[..., row0 : row0 + q, col0 : col0 + n]
+    got = mk.neg_manhattan_sequential(queries, items_t, threads=1, out=block)
+    assert got is block
+    assert torch.equal(block, fresh)
+    outside = big.clone()
+    outside[..., row0 : row0 + q, col0 : col0 + n] = 7.0
+    assert bool((outside == 7.0).all())  # nothing written outside the block
+
+
+def test_out_of_the_wrong_shape_or_dtype_is_refused() -> None:
+    queries, items = _case(1, 1, 2, 3, 4, 5)
+    items_t = items.transpose(-1, -2).contiguous()
+    with pytest.raises(ValueError, match="out: expected a float32 tensor of shape"):
+        mk.neg_manhattan_sequential(queries, items_t, out=torch.empty(1, 2, 3, 5))
+    with pytest.raises(ValueError, match="out: expected a float32 tensor of shape"):
+        mk.neg_manhattan_sequential(queries, items_t, out=torch.empty(1, 2, 3, 4).double())

@@ -61,6 +61,12 @@ def _unit(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     return torch.nn.functional.normalize(x, dim=-1, eps=eps)
 
 
+def _unit_(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """:func:`_unit` in place, for a tensor the caller owns (no autograd): the same norm,
+    clamp and division as ``F.normalize``, so the same bits, without a second block."""
+    return x.div_(x.norm(2.0, -1, keepdim=True).clamp_min(eps))
+
+
 def _check_choice(value: Any, allowed: tuple[str, ...], name: str) -> str:
     if not isinstance(value, str) or value not in allowed:
         raise ValueError(f"{name}: expected one of {', '.join(map(repr, allowed))}, got {value!r}")
@@ -284,6 +290,12 @@ def kwta(
     ``max(0, h_j - h_(k+1))`` plus a tiny floor so that exactly k units stay active
     (a threshold-linear unit with the threshold set by feedback inhibition).
     """
+    return _kwta(h, k, output, inplace=False)
+
+
+def _kwta(h: torch.Tensor, k: int, output: str, *, inplace: bool) -> torch.Tensor:
+    """:func:`kwta`; ``inplace``: write the code over ``h`` (a block the caller owns and no
+    longer needs; the same values as a fresh block, without its allocation)."""
     k = check_int_at_least(k, 1, "k")
     output = _check_choice(output, ("binary", "rectified"), "output")
     m = h.shape[-1]
@@ -291,7 +303,7 @@ def kwta(
         raise ValueError(f"k: expected at most the number of units {m}, got {k}")
     if output == "binary":
         idx = torch.topk(h, k, dim=-1).indices
-        return torch.zeros_like(h).scatter(-1, idx, 1.0)
+        return (h.zero_() if inplace else torch.zeros_like(h)).scatter_(-1, idx, 1.0)
     # one top-(k+1) gives the winners and the best loser h_(k+1) (the inhibition threshold)
     vals, idx = torch.topk(h, min(k + 1, m), dim=-1)
     cut = vals[..., -1:]  # h_(k+1), or the weakest winner when every unit wins (k = m)
@@ -299,7 +311,8 @@ def kwta(
     margin = vals - cut
     # a winner tied with the best loser still counts as active (exactly k units)
     floor = margin.abs().amax(-1, keepdim=True).clamp_min(1.0) * 1e-6
-    return torch.zeros_like(h).scatter(-1, idx, margin.clamp_min(0) + floor)
+    active = margin.clamp_min(0) + floor
+    return (h.zero_() if inplace else torch.zeros_like(h)).scatter_(-1, idx, active)
 
 
 class ExpansionKWTAKeys(KeyMap):
@@ -356,8 +369,12 @@ class ExpansionKWTAKeys(KeyMap):
         elif self.center == "items":
             assert self.mean is not None
             x = x - self.mean.unsqueeze(-2)
-        k = kwta(x @ self.projection, self.k, self.output)
-        return _unit(k) if self.normalize else k
+        h = x @ self.projection
+        if torch.is_grad_enabled() and (x.requires_grad or self.projection.requires_grad):
+            k = kwta(h, self.k, self.output)  # (autograd: no in-place steps on its graph)
+            return _unit(k) if self.normalize else k
+        k = _kwta(h, self.k, self.output, inplace=True)  # (h is this call's own block)
+        return _unit_(k) if self.normalize else k
 
     def __repr__(self) -> str:
         return (

@@ -44,7 +44,10 @@ def _kernels() -> tuple[Any, Any]:
 
 
 def neg_manhattan_sequential(
-    queries: torch.Tensor, items_t: torch.Tensor, threads: int | None = None
+    queries: torch.Tensor,
+    items_t: torch.Tensor,
+    threads: int | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``-sum_d |q_d - x_d|`` of queries ``[C, S, Q, D]`` and items ``[S, D, N]`` (the items
     transposed, as a view or a copy): ``[C, S, Q, N]`` float32, equal to
@@ -53,6 +56,9 @@ def neg_manhattan_sequential(
     ``threads``: how many threads the kernel may use (default ``torch.get_num_threads()``,
     so it runs single-threaded inside :func:`kvmem.experiments.base.single_thread`); with one
     thread the serial build runs, which is safe to call from several Python threads at once.
+    ``out``: a float32 ``[C, S, Q, N]`` block to write into and return (any strides whose
+    first two dimensions merge, e.g. a block of a larger matrix when C = 1; each entry is
+    computed on its own, so the layout changes no bit).
     """
     if queries.dtype != torch.float32 or items_t.dtype != torch.float32:
         raise TypeError("neg_manhattan_sequential: expected float32 queries and items")
@@ -61,7 +67,14 @@ def neg_manhattan_sequential(
         raise ValueError(f"items_t: expected shape [{n_s}, {n_d}, N], got {list(items_t.shape)}")
     q = queries.reshape(n_c * n_s, n_q, n_d).contiguous().numpy()
     xt = items_t.contiguous().numpy()
-    out = torch.empty(n_c, n_s, n_q, items_t.shape[2], dtype=torch.float32)
+    shape = (n_c, n_s, n_q, items_t.shape[2])
+    if out is None:
+        out = torch.empty(shape, dtype=torch.float32)
+    elif out.dtype != torch.float32 or tuple(out.shape) != shape:
+        raise ValueError(
+            f"out: expected a float32 tensor of shape {list(shape)}, got "
+            f"{out.dtype} {list(out.shape)}"
+        )
     seed_of = torch.arange(n_c * n_s, dtype=torch.int64).remainder_(n_s).numpy()
     serial, parallel = _kernels()
     threads = torch.get_num_threads() if threads is None else int(threads)
@@ -71,5 +84,5 @@ def neg_manhattan_sequential(
 
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         kernel = parallel
-    kernel(q, xt, seed_of, out.view(n_c * n_s, n_q, -1).numpy())
+    kernel(q, xt, seed_of, out.view(n_c * n_s, n_q, shape[3]).numpy())
     return out

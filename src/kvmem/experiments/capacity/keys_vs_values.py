@@ -133,7 +133,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
@@ -361,6 +361,16 @@ def _mixture(config: Config):  # noqa: ANN202 - a closure handed to the key lear
 # ----------------------------------------------------------------------------- scoring
 
 
+#: ``scratch(name, shape) -> tensor``: a contiguous float32 block of that shape, uninitialised
+#: (the caller writes before it reads); the same name may hand back the same memory.
+_Scratch = Callable[[str, tuple[int, ...]], torch.Tensor]
+
+
+def _fresh(name: str, shape: tuple[int, ...]) -> torch.Tensor:
+    """A :data:`_Scratch` that allocates a new block every time."""
+    return torch.empty(shape)
+
+
 def _auto_blocks(
     sims: tuple[str, ...],
     queries: torch.Tensor,
@@ -369,20 +379,27 @@ def _auto_blocks(
     *,
     kernel: bool = False,
     x2: torch.Tensor | None = None,
+    scratch: _Scratch | None = None,
 ) -> dict[str, torch.Tensor]:
     """Key = value scores ``{sim: [C, S, Q, N]}`` of queries ``[C, S, Q, D]`` against items
     ``[S, N, D]`` (``items_t``: the same items transposed, ``[S, D, N]``), for one group of
     similarities: ``("dot", "euclidean")``, which share their product ``q . x``, or
     ``("manhattan",)``, by the compiled kernel when ``kernel`` (the same bits, several
     times faster; :mod:`kvmem.core.manhattan_kernel`), else by the torch loop. ``x2``: the
-    items' squared norms ``[S, 1, N]`` (:func:`_squared_norms`) when already computed.
+    items' squared norms ``[S, 1, N]`` (:func:`_squared_norms`) when already computed;
+    ``scratch``: where the blocks are written (:data:`_Scratch`, default fresh tensors).
     """
+    new = scratch or _fresh
+    shape = (*queries.shape[:-1], items.shape[-2])
     if sims == ("dot", "euclidean"):
-        qx = _dot(queries, items, items_t)
-        return {"dot": qx, "euclidean": _neg_euclidean(queries, items, qx, x2)}
+        qx = _dot(queries, items, items_t, out=new("block_dot", shape))
+        return {"dot": qx, "euclidean": _neg_euclidean(queries, items, qx, x2, scratch=new)}
     if sims == ("manhattan",):
         if kernel:
-            return {"manhattan": manhattan_kernel.neg_manhattan_sequential(queries, items_t)}
+            block = manhattan_kernel.neg_manhattan_sequential(
+                queries, items_t, out=new("block_manhattan", shape)
+            )
+            return {"manhattan": block}
         return {"manhattan": _neg_manhattan(queries, items, items_t)}
     raise ValueError(f"similarities: unknown group {sims!r}")
 
@@ -392,6 +409,7 @@ def _neg_euclidean(
     items: torch.Tensor,
     qx: torch.Tensor,
     x2: torch.Tensor | None = None,
+    scratch: _Scratch | None = None,
 ) -> torch.Tensor:
     """``-sqrt(|q|^2 + |x|^2 - 2 q.x)`` ``[C, S, Q, N]`` from the dot scores ``qx``.
 
@@ -400,10 +418,13 @@ def _neg_euclidean(
     ~1e-6 relative. ``x2``: :func:`_squared_norms` of the items, when the caller has them
     (a row chunk of queries against all N items would otherwise square every item again).
     The steps after the sum run in place on it: the same operations, so the same bits.
+    ``scratch``: where the blocks are written (:data:`_Scratch`, default fresh tensors).
     """
+    new = scratch or _fresh
     q2 = (queries * queries).sum(-1, keepdim=True)
-    d2 = torch.add(q2, _squared_norms(items) if x2 is None else x2)
-    d2.sub_(qx * 2.0).clamp_min_(0.0)  # (qx * 2.0 is 2.0 * qx, exactly)
+    shape = tuple(qx.shape)
+    d2 = torch.add(q2, _squared_norms(items) if x2 is None else x2, out=new("block_euc", shape))
+    d2.sub_(torch.mul(qx, 2.0, out=new("block_tmp", shape))).clamp_min_(0.0)  # (= 2.0 * qx)
     return d2.sqrt_().neg_()
 
 
@@ -412,7 +433,7 @@ def _squared_norms(items: torch.Tensor) -> torch.Tensor:
     return (items * items).sum(-1).unsqueeze(-2)
 
 
-def _matmul_c(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def _matmul_c(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """``a @ b`` for ``a [C, S, M, K]`` and ``b [S, K, N]`` (broadcast over C): ``[C, S, M, N]``.
 
     The value of torch's broadcast product, bit for bit: that product copies ``b`` once
@@ -421,24 +442,29 @@ def _matmul_c(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     batched product per C (the same GEMM shapes and layouts, so the same kernel and
     rounding; checked in the tests), about twice as fast on the large blocks. Stacking the
     C blocks' rows into one product per seed would be faster still but changes the BLAS
-    kernel for small M, and with it the last bits.
+    kernel for small M, and with it the last bits. ``out``: a contiguous ``[C, S, M, N]``
+    block to write the product into (a scratch buffer; the same kernel, so the same bits).
     """
     bc = b.contiguous()
-    out = torch.empty(*a.shape[:-1], b.shape[-1], dtype=a.dtype)
+    if out is None:
+        out = torch.empty(*a.shape[:-1], b.shape[-1], dtype=a.dtype)
     for c in range(a.shape[0]):  # C = 3 corruptions, each one batched product
         torch.bmm(a[c], bc, out=out[c])
     return out
 
 
 def _dot(
-    queries: torch.Tensor, items: torch.Tensor, items_t: torch.Tensor | None = None
+    queries: torch.Tensor,
+    items: torch.Tensor,
+    items_t: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Dot scores ``q . x``: queries ``[C, S, Q, D]`` x items ``[S, N, D]`` -> ``[C, S, Q, N]``
     (:func:`kvmem.core.similarity.dot`'s value, via :func:`_matmul_c`). ``items_t``: the
     same items already transposed, ``[S, D, N]`` (a column slice of a transposed copy made
     once: copying that slice is a fast row copy, transposing the items for every block of
-    the score matrix was the run's largest cost)."""
-    return _matmul_c(queries, items.transpose(-1, -2) if items_t is None else items_t)
+    the score matrix was the run's largest cost). ``out``: as :func:`_matmul_c`'s."""
+    return _matmul_c(queries, items.transpose(-1, -2) if items_t is None else items_t, out)
 
 
 def _neg_manhattan(
@@ -492,7 +518,11 @@ def _max_outcome(scores: torch.Tensor, d2: torch.Tensor, threshold: float) -> _O
 
 
 def _soft_outcome(
-    scores: torch.Tensor, beta: float, values: torch.Tensor, threshold: float
+    scores: torch.Tensor,
+    beta: float,
+    values: torch.Tensor,
+    threshold: float,
+    scratch: _Scratch = _fresh,
 ) -> _Outcome:
     """Softmax separation: the read ``softmax(beta s) V`` ``[C, S, n, D]`` is a blend.
 
@@ -501,28 +531,47 @@ def _soft_outcome(
     bit for bit, with fewer passes over the ``[C, S, n, n]`` and ``[C, S, n, D]`` blocks
     (checked in the tests): no input checks (the scores are finite by construction), no
     ``1.0 *`` scale pass, the squares and the identification's ``2 r`` formed in place,
-    and ``|v|^2 - 2 r.v`` written over the product.
+    and ``|v|^2 - 2 r.v`` written over the product. Every block is taken from ``scratch``
+    (the run hands each worker's blocks from one outcome to the next, instead of the page
+    faults of fresh ones, ~0.1 s per 183 MB block); the softmax weights' block is reused
+    for the identification's product, once the read is formed.
     """
-    w = torch.softmax(scores if beta == 1.0 else scores * beta, dim=-1)
-    read = _matmul_c(w, values)  # [C, S, n, D], = w @ values
-    del w  # the largest block: free it before the product below allocates its own
-    diff = torch.sub(read, values)
+    s_shape = tuple(scores.shape)
+    if beta != 1.0:
+        x = torch.mul(scores, beta, out=scratch("scores", s_shape))
+    elif scores.is_contiguous():
+        x = scores
+    else:  # (the softmax makes this contiguous copy itself otherwise)
+        x = scratch("scores", s_shape).copy_(scores)
+    w = torch.ops.aten._softmax.out(x, -1, False, out=scratch("weights", s_shape))
+    v = values if values.is_contiguous() else scratch("values", tuple(values.shape)).copy_(values)
+    r_shape = (*s_shape[:-1], v.shape[-1])
+    read = _matmul_c(w, v, out=scratch("read", r_shape))  # [C, S, n, D], = w @ values
+    diff = torch.sub(read, v, out=scratch("diff", r_shape))
     ok = diff.mul_(diff).sum(-1) < threshold  # (x * x is torch's x ** 2, bit for bit)
-    del diff
-    ident = ok & _identified(read.mul_(2.0), values)
+    sq = torch.mul(v, v, out=diff[0]).sum(-1).unsqueeze(-2)  # (diff is spent: reuse it)
+    v_t = scratch("values_t", (v.shape[0], v.shape[-1], v.shape[-2]))
+    v_t.copy_(v.transpose(-1, -2))
+    ident = ok & _identified(read.mul_(2.0), v_t, sq, out=w)  # (w is spent: reuse it)
     return _Outcome(ok.double().mean(-1), ident.double().mean(-1))
 
 
-def _identified(read2: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+def _identified(
+    read2: torch.Tensor,
+    values_t: torch.Tensor,
+    sq: torch.Tensor,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
     """:func:`kvmem.metrics.retrieval_accuracy` of reads ``r`` ``[C, S, n, D]``, given doubled
-    (``read2 = 2 r``, an exact doubling), against the stored ``values [S, n, D]`` (read i
-    nearest to value i): ``[C, S, n]`` bool, bit for bit.
+    (``read2 = 2 r``, an exact doubling), against the stored values, given transposed
+    (``values_t [S, D, n]``) with their squared norms (``sq [S, 1, n]``) (read i nearest to
+    value i): ``[C, S, n]`` bool, bit for bit.
 
     The same ``|v|^2 - 2 r.v`` scores, with the product by :func:`_matmul_c` instead of a
-    broadcast matmul, which copies the values once per C (about 1.4x faster at n = 2000).
+    broadcast matmul, which copies the values once per C (about 1.4x faster at n = 2000),
+    written into ``out`` ``[C, S, n, n]`` when given.
     """
-    sq = (values * values).sum(-1).unsqueeze(-2)
-    prod = _matmul_c(read2, values.transpose(-1, -2))
+    prod = _matmul_c(read2, values_t, out=out)
     d2 = torch.sub(sq, prod, out=prod)  # elementwise, so writing over the product is safe
     return d2.argmin(dim=-1) == torch.arange(read2.shape[-2])
 
@@ -672,6 +721,7 @@ def _score_methods(
         -> {name: block [1, S, r1 - r0, c1 - c0]}``; after step i's last chunk, call
         ``on_step(i, {name: [1, S, N_max, N_max]})``."""
         full: dict[str, torch.Tensor] = {}
+        scratch = _held_scratch(held)
         cols: tuple[int, int] | None = None
         block_t = items_t
         for i in range(len(ns)):
@@ -679,7 +729,9 @@ def _score_methods(
                 if cols != (c0, c1):
                     # the transposed items' columns of this rectangle, copied once for all
                     # its chunks (the product needs them contiguous)
-                    cols, block_t = (c0, c1), items_t[..., c0:c1].contiguous()
+                    cols = (c0, c1)
+                    block_t = scratch("items_t", (*items_t.shape[:-1], c1 - c0))
+                    block_t.copy_(items_t[..., c0:c1])
                 for name, block in score(r0, r1, c0, c1, block_t).items():
                     if name not in full:
                         full[name] = _held_matrix(held, len(full), (1, n_s, n_max, n_max))
@@ -702,7 +754,9 @@ def _score_methods(
                     norms.clear()  # (the chunks of one rectangle share its columns)
                     norms[c0, c1] = _squared_norms(items)
                 x2 = norms[c0, c1]
-            return _auto_blocks(sims, q[:, :, r0:r1], items, vt, kernel=kernel, x2=x2)
+            return _auto_blocks(
+                sims, q[:, :, r0:r1], items, vt, kernel=kernel, x2=x2, scratch=_held_scratch(held)
+            )
 
         def on_step(i: int, full: dict[str, torch.Tensor]) -> None:
             n = ns[i]
@@ -710,7 +764,7 @@ def _score_methods(
                 scores = full[sim][..., :n, :n]
                 per_c[f"auto_{sim}"][c][i] = _max_outcome(scores, D2[:, :n, :n], thr)
                 per_c[f"auto_{sim}_softmax"][c][i] = _soft_outcome(
-                    scores, betas[sim], V[:, :n], thr
+                    scores, betas[sim], V[:, :n], thr, _held_scratch(held)
                 )
 
         plan = manhattan_plan if sims == ("manhattan",) else gemm_plan
@@ -745,7 +799,12 @@ def _score_methods(
         q = q_code[c : c + 1]
 
         def score(r0: int, r1: int, c0: int, c1: int, vt: torch.Tensor) -> dict:
-            return {method: _dot(q[:, :, r0:r1], v_code[:, c0:c1], vt)}
+            shape = (1, n_s, r1 - r0, c1 - c0)
+            return {
+                method: _dot(
+                    q[:, :, r0:r1], v_code[:, c0:c1], vt, _held_scratch(held)("block_dot", shape)
+                )
+            }
 
         def on_step(i: int, full: dict[str, torch.Tensor]) -> None:
             n = ns[i]
@@ -812,6 +871,23 @@ def _held_matrix(held: threading.local, k: int, shape: tuple[int, ...]) -> torch
     if len(blocks) <= k:
         blocks.append(torch.empty(shape))
     return blocks[k]
+
+
+def _held_scratch(held: threading.local) -> _Scratch:
+    """This thread's :data:`_Scratch`: one flat block per name, grown when a larger one is
+    asked for, shaped by a view (one thread runs one job at a time, and each outcome is
+    done with its blocks before the next asks for them)."""
+    blocks: dict[str, torch.Tensor] = held.__dict__.setdefault("scratch", {})
+
+    def scratch(name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        numel = math.prod(shape)
+        block = blocks.get(name)
+        if block is None or block.numel() < numel:
+            blocks.pop(name, None)  # (freed before the larger one is allocated)
+            block = blocks[name] = torch.empty(numel)
+        return block[:numel].view(shape)
+
+    return scratch
 
 
 def run(config: Config, progress: ProgressFactory = null_progress) -> Result:
