@@ -67,6 +67,12 @@ def _unit_(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     return x.div_(x.norm(2.0, -1, keepdim=True).clamp_min(eps))
 
 
+def _unit_own(k: torch.Tensor) -> torch.Tensor:
+    """:func:`_unit` of ``k``, a block the calling transform has just made: in place
+    (:func:`_unit_`) unless autograd records it."""
+    return _unit(k) if k.requires_grad and torch.is_grad_enabled() else _unit_(k)
+
+
 def _check_choice(value: Any, allowed: tuple[str, ...], name: str) -> str:
     if not isinstance(value, str) or value not in allowed:
         raise ValueError(f"{name}: expected one of {', '.join(map(repr, allowed))}, got {value!r}")
@@ -161,7 +167,7 @@ class CenteredKeys(KeyMap):
         else:
             assert self.mean is not None
             k = x - self.mean.unsqueeze(-2)
-        return _unit(k) if self.normalize else k
+        return _unit_own(k) if self.normalize else k
 
     def __repr__(self) -> str:
         return f"CenteredKeys(center={self.center!r}, normalize={self.normalize})"
@@ -267,7 +273,7 @@ class WhitenedKeys(KeyMap):
     def _transform(self, x: torch.Tensor) -> torch.Tensor:
         assert self.mean is not None and self.weight is not None
         k = (x - self.mean.unsqueeze(-2)) @ self.weight
-        return _unit(k) if self.normalize else k
+        return _unit_own(k) if self.normalize else k
 
     def __repr__(self) -> str:
         return (
@@ -428,7 +434,7 @@ class LinearKeys(KeyMap):
         if self.mean is not None:
             x = x - self.mean.unsqueeze(-2)
         k = x @ self.weight
-        return _unit(k) if self.normalize else k
+        return _unit_own(k) if self.normalize else k
 
     def __repr__(self) -> str:
         return f"LinearKeys(weight={shape_str(self.weight.shape)}, normalize={self.normalize})"

@@ -593,10 +593,38 @@ def _pairwise_d2(v: torch.Tensor) -> torch.Tensor:
     return d2
 
 
-def _key_scores(keymap: KeyMap, queries: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-    """Dot scores of unit keys: ``phi(q) . phi(x)`` ``[C, S, Q, N]``."""
+def _key_outcome(
+    keymap: KeyMap,
+    queries: torch.Tensor,
+    items: torch.Tensor,
+    d2: torch.Tensor,
+    threshold: float,
+    held: _WorkerBlocks,
+) -> _Outcome:
+    """Max separation over the dot scores of unit keys ``phi(q) . phi(x)``: queries ``[C, S,
+    n, D]``, items ``[S, n, D]``, their distances ``d2 [S, n, n]``; fractions ``[C, S]``.
+
+    One corruption's ``[1, S, n, n]`` scores at a time, in this thread's scratch block:
+    the same per-corruption products as one ``[C, S, n, n]`` block (:func:`_matmul_c`),
+    so the same bits, with a third of the memory and no fresh pages at every N (the block
+    of the first score matrix of the scoring jobs, which never run at the same time on
+    one thread).
+    """
     with torch.no_grad():
-        return _dot(keymap(queries), keymap(items))
+        q_code, v_code = keymap(queries), keymap(items)
+    v_code_t = v_code.transpose(-1, -2).contiguous()
+    scratch = held.get
+    got = []
+    for c in range(q_code.shape[0]):
+        shape = (1, *q_code.shape[1:-1], v_code.shape[-2])
+        scores = _dot(q_code[c : c + 1], v_code, v_code_t, scratch("matrix_0", shape))
+        got.append(_max_outcome(scores, d2, threshold))
+    picks = [o.picks for o in got]
+    return _Outcome(
+        torch.cat([o.success for o in got]),
+        torch.cat([o.identified for o in got]),
+        torch.cat(picks) if all(p is not None for p in picks) else None,  # type: ignore[arg-type]
+    )
 
 
 # ----------------------------------------------------------------------------- run
@@ -707,7 +735,7 @@ def _score_methods(
     whole: dict[str, list[_Outcome | None]] = {m: [None] * len(ns) for m in refit}
     codes: dict[str, Future] = {m: Future() for m in fixed}
     fits: dict[int, LearnedLinearKeys] = {}  # by step, -1: the fit on the experience set
-    held = threading.local()  # each worker's score matrices, reused by its next job
+    held = _WorkerBlocks(n_s * n_max * n_max)  # each worker's blocks, reused from job to job
 
     def fill_scores(
         plan: list[list[tuple[int, int, int, int]]],
@@ -721,7 +749,7 @@ def _score_methods(
         -> {name: block [1, S, r1 - r0, c1 - c0]}``; after step i's last chunk, call
         ``on_step(i, {name: [1, S, N_max, N_max]})``."""
         full: dict[str, torch.Tensor] = {}
-        scratch = _held_scratch(held)
+        scratch = held.get
         cols: tuple[int, int] | None = None
         block_t = items_t
         for i in range(len(ns)):
@@ -734,7 +762,7 @@ def _score_methods(
                     block_t.copy_(items_t[..., c0:c1])
                 for name, block in score(r0, r1, c0, c1, block_t).items():
                     if name not in full:
-                        full[name] = _held_matrix(held, len(full), (1, n_s, n_max, n_max))
+                        full[name] = scratch(f"matrix_{len(full)}", (1, n_s, n_max, n_max))
                     full[name][..., r0:r1, c0:c1] = block
                 if k == len(plan[i]) - 1:
                     on_step(i, full)
@@ -755,7 +783,7 @@ def _score_methods(
                     norms[c0, c1] = _squared_norms(items)
                 x2 = norms[c0, c1]
             return _auto_blocks(
-                sims, q[:, :, r0:r1], items, vt, kernel=kernel, x2=x2, scratch=_held_scratch(held)
+                sims, q[:, :, r0:r1], items, vt, kernel=kernel, x2=x2, scratch=held.get
             )
 
         def on_step(i: int, full: dict[str, torch.Tensor]) -> None:
@@ -764,7 +792,7 @@ def _score_methods(
                 scores = full[sim][..., :n, :n]
                 per_c[f"auto_{sim}"][c][i] = _max_outcome(scores, D2[:, :n, :n], thr)
                 per_c[f"auto_{sim}_softmax"][c][i] = _soft_outcome(
-                    scores, betas[sim], V[:, :n], thr, _held_scratch(held)
+                    scores, betas[sim], V[:, :n], thr, held.get
                 )
 
         plan = manhattan_plan if sims == ("manhattan",) else gemm_plan
@@ -801,9 +829,7 @@ def _score_methods(
         def score(r0: int, r1: int, c0: int, c1: int, vt: torch.Tensor) -> dict:
             shape = (1, n_s, r1 - r0, c1 - c0)
             return {
-                method: _dot(
-                    q[:, :, r0:r1], v_code[:, c0:c1], vt, _held_scratch(held)("block_dot", shape)
-                )
+                method: _dot(q[:, :, r0:r1], v_code[:, c0:c1], vt, held.get("block_dot", shape))
             }
 
         def on_step(i: int, full: dict[str, torch.Tensor]) -> None:
@@ -821,8 +847,7 @@ def _score_methods(
             kmap.fit(V[:, :n])
         else:
             kmap = fits[i] = _learner(config, i).fit(V[:, :n])
-        scores = _key_scores(kmap, Q[:, :, :n], V[:, :n])
-        whole[method][i] = _max_outcome(scores, D2[:, :n, :n], thr)
+        whole[method][i] = _key_outcome(kmap, Q[:, :, :n], V[:, :n], D2[:, :n, :n], thr, held)
         yield (method, -1, i, 0)
 
     # Longest first, so the last job to finish is short; the fits before the jobs that
@@ -863,31 +888,28 @@ def _score_methods(
     return outcomes, last_fit
 
 
-def _held_matrix(held: threading.local, k: int, shape: tuple[int, ...]) -> torch.Tensor:
-    """This thread's k-th score matrix (uninitialised; every cell a job reads it writes
-    first): one thread runs one job at a time, so its next job reuses memory already
-    touched instead of paying the page faults of a fresh block (~0.2 s per 576 MB)."""
-    blocks: list[torch.Tensor] = held.__dict__.setdefault("blocks", [])
-    if len(blocks) <= k:
-        blocks.append(torch.empty(shape))
-    return blocks[k]
+class _WorkerBlocks(threading.local):
+    """Each worker thread's scratch blocks; :meth:`get` is a :data:`_Scratch`.
 
+    One flat block per name, shaped by a view: one thread runs one job at a time, and each
+    step of a job is done with its blocks before the next asks for them, so a worker's jobs
+    reuse memory already touched instead of paying the page faults of fresh blocks (~0.1 s
+    per 183 MB). Each block is allocated at least ``reserve`` elements large (the largest
+    score matrix): untouched pages cost nothing, and the blocks need not grow, and fault
+    again, as N does.
+    """
 
-def _held_scratch(held: threading.local) -> _Scratch:
-    """This thread's :data:`_Scratch`: one flat block per name, grown when a larger one is
-    asked for, shaped by a view (one thread runs one job at a time, and each outcome is
-    done with its blocks before the next asks for them)."""
-    blocks: dict[str, torch.Tensor] = held.__dict__.setdefault("scratch", {})
+    def __init__(self, reserve: int) -> None:  # (run once in each thread that uses it)
+        self.reserve = reserve
+        self.blocks: dict[str, torch.Tensor] = {}
 
-    def scratch(name: str, shape: tuple[int, ...]) -> torch.Tensor:
+    def get(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
         numel = math.prod(shape)
-        block = blocks.get(name)
+        block = self.blocks.get(name)
         if block is None or block.numel() < numel:
-            blocks.pop(name, None)  # (freed before the larger one is allocated)
-            block = blocks[name] = torch.empty(numel)
+            self.blocks.pop(name, None)  # (freed before the larger one is allocated)
+            block = self.blocks[name] = torch.empty(max(numel, self.reserve))
         return block[:numel].view(shape)
-
-    return scratch
 
 
 def run(config: Config, progress: ProgressFactory = null_progress) -> Result:
