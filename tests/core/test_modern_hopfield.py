@@ -215,3 +215,14 @@ def test_retrieve_is_the_reference_loop_bit_for_bit(
     xi, info = mem.retrieve(cues, return_info=True)
     assert torch.equal(xi, ref_xi) and torch.equal(info["attention"], ref_att)
     assert torch.equal(info["steps"], ref_steps) and torch.equal(info["converged"], ref_conv)
+
+
+def test_emptied_in_place_mask_is_seen_by_the_next_retrieval() -> None:
+    # The "anything stored?" check is cached per mask version: an in-place edit that masks
+    # every pattern must still make the next call refuse.
+    net = ModernHopfield(beta=2.0).store(torch.sign(torch.randn(5, 8)))
+    cue = torch.ones(1, 8)
+    net.retrieve(cue)
+    net.mask.zero_()
+    with pytest.raises(ValueError, match="memory is empty"):
+        net.retrieve(cue)

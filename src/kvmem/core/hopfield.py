@@ -262,9 +262,17 @@ class _StoredPatterns:
         return self._stored()[1]
 
     def _stored(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._x is None or self._mask is None or not bool(self._mask.any()):
+        x, m = self._x, self._mask
+        if x is None or m is None:
             raise ValueError("memory is empty: store(patterns) before retrieving")
-        return self._x, self._mask
+        # mask.any() is a pass and a sync (~1.4 us of a tiny retrieval): check it once per
+        # stored mask, again after any in-place change to it (its version counter)
+        seen = self.__dict__.get("_nonempty")
+        if seen is None or seen[0] is not m or seen[1] != m._version:
+            if not bool(m.any()):
+                raise ValueError("memory is empty: store(patterns) before retrieving")
+            self._nonempty = (m, m._version)
+        return x, m
 
     def _append_patterns(self, x: torch.Tensor, mask: torch.Tensor) -> None:
         """Append ``x [..., P, N]`` (masked rows already zeroed) after the stored patterns."""

@@ -696,6 +696,16 @@ class SlotMemory:
             if best_s is None and start + s.shape[-1] == num_n:
                 # One chunk holding every memory: positions are the memory indices.
                 if kk == 1:
+                    if (
+                        self._sep_name == "hard_max"
+                        and V.ndim == 2
+                        and not (V.requires_grad and torch.is_grad_enabled())
+                    ):
+                        # the read below with weight 1 on one row is that row, exactly
+                        # (0 + 1.0 * v in a one-term product, which turns -0.0 into +0.0,
+                        # as add_(0.0) does): the row itself, without ~5 us of weights and
+                        # product on small reads (issue 15)
+                        return V[s.max(dim=-1).indices].add_(0.0)  # first maximum wins ties
                     best_s, best_i = s.max(dim=-1, keepdim=True)  # first maximum wins ties
                 else:
                     best_s, best_i = _sep._first_k(s, kk)
