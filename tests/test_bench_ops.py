@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
@@ -45,3 +46,26 @@ def test_interleaved_times_every_function() -> None:
     t, out = interleaved({"a": lambda: calls.append("a") or 1, "b": lambda: 2}, repeats=5, inner=2)
     assert set(t) == {"a", "b"} and all(v >= 0 for v in t.values())
     assert out == {"a": 1, "b": 2} and calls.count("a") == 1 + 5 * 2
+
+
+def test_interleaved_picks_one_block_size_for_all_from_the_fastest_call() -> None:
+    calls = {"fast": 0, "slow": 0}
+
+    def fast() -> int:
+        calls["fast"] += 1
+        time.sleep(5e-5)
+        return 1
+
+    def slow() -> int:
+        calls["slow"] += 1
+        time.sleep(2e-3)
+        return 2
+
+    t, out = interleaved({"fast": fast, "slow": slow}, repeats=3, inner=None, min_block=2e-3)
+    assert out == {"fast": 1, "slow": 2}
+    # warm-up + timed probe, then the same number of calls per repeat for both
+    assert calls["fast"] == calls["slow"] and (calls["slow"] - 2) % 3 == 0
+    inner = (calls["slow"] - 2) // 3
+    # the fast call (well under 2 ms) sets a block of several calls
+    assert 1 < inner <= 1000
+    assert t["slow"] >= 2e-3 and t["slow"] > t["fast"]

@@ -174,6 +174,18 @@ def test_markdown_table_cells_and_missing_values():
     )
 
 
+def test_markdown_environment_line_states_the_process_memory_settings():
+    rows = [bench.Row("matmul_peak", "4x4", 1e-3, 1.0, 100.0, threads=1)]
+    env = {"torch": "T", "python": "P", "machine": "M", "processor": "X", "cpus": 2}
+    env |= {"date": "D", "load_average_before": 0.1, "load_average_after": 0.2}
+    env["memory_settings"] = {"THP_MEM_ALLOC_ENABLE": "1", "MALLOC_TRIM_THRESHOLD_": "unset"}
+    last = markdown_table(rows, env, "cmd").splitlines()[-1]
+    assert last.endswith(
+        " after. Process memory: `THP_MEM_ALLOC_ENABLE=1`, `MALLOC_TRIM_THRESHOLD_=unset`."
+        " Re-measure: `cmd`"
+    )
+
+
 def test_replace_between_markers_when_end_marker_ends_the_file(tmp_path):
     path = tmp_path / "f.md"
     path.write_text(f"a\n{BENCH_START}\nold\n{BENCH_END}")

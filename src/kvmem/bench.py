@@ -36,6 +36,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+if __name__ == "__main__":  # before torch loads: huge pages, kept malloc memory (see module)
+    from kvmem.process_memory import configure as _configure_process_memory
+
+    _configure_process_memory()
+
 import torch
 
 from kvmem.bench_hopfield import HOPFIELD_ROW_NAMES, hopfield_rows
@@ -46,6 +51,7 @@ from kvmem.core.slot_memory import SlotMemory
 from kvmem.core.write_rules import delta_write_chunked, delta_write_sequential, hebbian_write
 from kvmem.nn.attention import KeyValueAttention
 from kvmem.nn.fast_weights import fast_weight_chunked, fast_weight_reference
+from kvmem.process_memory import DEFAULTS as MEMORY_SETTINGS
 
 __all__ = ["Row", "ROW_NAMES", "run", "main"]
 
@@ -728,6 +734,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "duration_s": duration,
         "load_average_before": load_before,
         "load_average_after": load_after,
+        "memory_settings": {k: os.environ.get(k, "unset") for k in MEMORY_SETTINGS},
     }
     from kvmem.results import atomic_write_text, to_jsonable
 

@@ -57,8 +57,9 @@ def markdown_table(rows: Sequence[Row], environment: Mapping[str, Any], command:
     """The rows as a Markdown table, then one line of environment and the re-measure command.
 
     ``environment`` holds ``torch``, ``python``, ``machine``, ``processor``, ``cpus``, ``date``,
-    ``load_average_before`` and ``load_average_after`` (as ``kvmem.bench.main`` writes them
-    into ``--json``); ``command`` is the command line that produced the rows.
+    ``load_average_before``, ``load_average_after`` and optionally ``memory_settings`` (as
+    ``kvmem.bench.main`` writes them into ``--json``); ``command`` is the command line that
+    produced the rows.
     """
     head = (
         "name",
@@ -107,9 +108,17 @@ def markdown_table(rows: Sequence[Row], environment: Mapping[str, Any], command:
         f" {env.get('machine')} / {env.get('processor') or 'unknown processor'}"
         f" ({env.get('cpus')} logical CPUs),"
         f" on {env.get('date')}, load average {env.get('load_average_before')} before /"
-        f" {env.get('load_average_after')} after. Re-measure: `{command}`",
+        f" {env.get('load_average_after')} after.{_memory_text(env)} Re-measure: `{command}`",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _memory_text(env: Mapping[str, Any]) -> str:
+    """`` Process memory: K=V, ...`` (the ``kvmem.process_memory`` settings), or ``""``."""
+    settings = env.get("memory_settings")
+    if not settings:
+        return ""
+    return " Process memory: " + ", ".join(f"`{k}={v}`" for k, v in settings.items()) + "."
 
 
 def _marker_span(text: str, path: str | os.PathLike[str]) -> tuple[int, int]:

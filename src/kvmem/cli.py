@@ -190,7 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``kvmem`` command; returns the exit code."""
+    """Entry point of the ``kvmem`` command; returns the exit code.
+
+    Run as the command (torch not yet loaded), it first sets the process memory options of
+    :mod:`kvmem.process_memory`: huge pages for large tensors, freed memory kept for reuse.
+    """
+    from kvmem.process_memory import configure
+
+    configure()
     try:
         args = build_parser().parse_args(argv)
         from kvmem.data.bundled import DataError

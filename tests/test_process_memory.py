@@ -1,0 +1,107 @@
+"""``kvmem.process_memory``: defaults only where unset, applied by the command before torch
+loads, never by importing the library; huge pages really cut the page faults."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kvmem import process_memory
+from kvmem.process_memory import DEFAULTS, configure
+
+SRC = str(Path(process_memory.__file__).resolve().parents[1])
+
+
+def _python(code: str, env_changes: dict[str, str | None]) -> str:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    for key in DEFAULTS:
+        env.pop(key, None)
+    for key, value in env_changes.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_is_a_no_op_once_torch_is_loaded() -> None:
+    import torch  # noqa: F401  (the test process has it; so would a user's notebook)
+
+    env: dict[str, str] = {}
+    assert configure(env) == {} and env == {}
+
+
+def test_sets_defaults_where_unset_and_keeps_the_users_values() -> None:
+    code = (
+        "import json, os; from kvmem.process_memory import configure; r = configure();"
+        " import sys; assert 'torch' not in sys.modules;"
+        " print(json.dumps([r, {k: os.environ[k] for k in r}]))"
+    )
+    got, env = json.loads(_python(code, {}))
+    assert got == DEFAULTS == env
+    got, _ = json.loads(_python(code, {"THP_MEM_ALLOC_ENABLE": "0"}))
+    assert got == DEFAULTS | {"THP_MEM_ALLOC_ENABLE": "0"}
+
+
+def test_importing_the_library_changes_nothing() -> None:
+    code = (
+        "import os, kvmem, kvmem.cli, kvmem.bench, torch;"
+        " print([k for k in ('THP_MEM_ALLOC_ENABLE', 'MALLOC_TRIM_THRESHOLD_') if k in os.environ])"
+    )
+    assert _python(code, {}) == "[]"
+
+
+def test_the_command_sets_them_for_itself_and_its_workers() -> None:
+    code = (
+        "import io, os, contextlib; from kvmem.cli import main;"
+        " f = io.StringIO();\n"
+        "with contextlib.redirect_stdout(f): rc = main(['list'])\n"
+        "print(rc, os.environ.get('THP_MEM_ALLOC_ENABLE'),"
+        " os.environ.get('MALLOC_MMAP_THRESHOLD_'))"
+    )
+    assert _python(code, {}) == f"0 1 {32 << 20}"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_mallopt_takes_valid_values_and_refuses_malformed_ones() -> None:
+    # in a child: mallopt would fix this test process's own malloc thresholds
+    code = (
+        "from kvmem.process_memory import _mallopt;"
+        " print([_mallopt(-3, str(32 << 20)), _mallopt(-1, str(256 << 20)),"
+        " _mallopt(-1, 'lots'), _mallopt(-1, str(2**40))])"
+    )
+    assert _python(code, {}) == "[True, True, False, False]"
+
+
+def _thp_available() -> bool:
+    try:
+        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return False
+    return "[never]" not in text
+
+
+@pytest.mark.skipif(not _thp_available(), reason="transparent huge pages are off here")
+def test_huge_pages_cut_the_faults_of_large_tensors() -> None:
+    code = (
+        "import resource, sys; from kvmem.process_memory import configure; configure();"
+        " import torch; x = torch.ones(1 << 20); del x;"
+        " r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt;\n"
+        "for _ in range(8):\n"
+        "    x = torch.ones(16 << 20); del x\n"  # 64 MiB: above the mmap threshold, fresh each time
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0) / 8)"
+    )
+    on = float(_python(code, {}))
+    off = float(_python(code, {"THP_MEM_ALLOC_ENABLE": "0"}))
+    # 64 MiB is 16,384 small pages or 32 huge ones; allow for huge pages not always granted
+    assert off > 8000 and on < off / 4, (on, off)
