@@ -192,16 +192,18 @@ def _reference_retrieve(mem: ModernHopfield, cues: torch.Tensor, steps_max: int,
     steps=st.integers(1, 5),
     tol=st.sampled_from([0.0, 1e-6, 0.5]),
     masking=st.sampled_from(["none", "some", "empty"]),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
     seed=st.integers(0, 999),
 )
 def test_retrieve_is_the_reference_loop_bit_for_bit(
-    batch, p, n, q, beta, steps, tol, masking, seed
+    batch, p, n, q, beta, steps, tol, masking, dtype, seed
 ) -> None:
     # The skipped passes (masked_fill with nothing masked, nan_to_num where no NaN can arise,
     # where() while every state moves, the last convergence test) change no bit; beta = 1e38
     # overflows the scores (NaN weights, zeroed) and "empty" has a network with no pattern.
+    # beta scales the fresh score matrix in place: the same products as beta * s.
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(*batch, p, n, generator=g)
+    x = torch.randn(*batch, p, n, generator=g, dtype=dtype)
     mask = None
     if masking != "none":
         mask = torch.rand(*batch, p, generator=g) < 0.6
@@ -209,7 +211,7 @@ def test_retrieve_is_the_reference_loop_bit_for_bit(
         if masking == "empty" and batch:
             mask[1] = False
     mem = ModernHopfield(beta=beta, max_steps=steps, tol=tol).store(x, mask)
-    cues = torch.randn(*batch, q, n, generator=g)
+    cues = torch.randn(*batch, q, n, generator=g, dtype=dtype)
     ref_xi, ref_steps, ref_conv, ref_att = _reference_retrieve(mem, cues, steps, tol)
     assert torch.equal(mem.retrieve(cues), ref_xi)
     xi, info = mem.retrieve(cues, return_info=True)

