@@ -590,3 +590,19 @@ def test_batched_queries_with_the_memorys_batch_shape_read_as_the_general_path(
     bad[1, 2, 5, 3] = float("nan")
     with pytest.raises(ValueError, match="queries"):
         mem.read(bad)
+
+
+def test_one_row_read_turns_a_negative_zero_written_in_place_into_plus_zero() -> None:
+    # The one-row hard_max read returns the row itself and adds 0.0 (the weighted product's
+    # -0.0 -> +0.0) only when the values hold a -0.0: checked per values version, so an
+    # in-place edit of the kept values after a read is seen.
+    K, V = torch.eye(3), torch.ones(3, 2)
+    mem = SlotMemory("dot", "hard_max")
+    mem.write(K, V)
+    q = K[1:2]
+    assert torch.equal(mem.read(q), V[1:2]) and mem.values is V
+    V[1, 0] = -0.0
+    out = mem.read(q)
+    assert out[0, 0] == 0 and not torch.signbit(out[0, 0]) and out[0, 1] == 1
+    V[1, 0] = 2.0
+    assert torch.equal(mem.read(q), torch.tensor([[2.0, 1.0]]))
