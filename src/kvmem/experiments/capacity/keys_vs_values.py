@@ -124,9 +124,14 @@ count (``OMP_NUM_THREADS=1`` runs the jobs one after another). The bar ticks onc
 unit of work: each job's score matrix filled in chunks of at most 400,000 query-item
 pairs per seed (50,000 for the torch Manhattan loop), each refit and each fit. Manhattan
 scores of large runs go through a compiled kernel (:mod:`kvmem.core.manhattan_kernel`,
-numba) with the torch loop's exact sums. Measured on 2 cores: the default run ~10 s of CPU,
-5.5 s of wall time; at 4000 stored ~35 s of wall time (3.6 GB peak), of which the float32
-matrix products alone are ~40 s of CPU at the BLAS's ~90 GFLOP/s per core.
+numba) with the torch loop's exact sums. Each worker thread reuses scratch blocks
+reserved once at the largest size (scores, softmax outcomes, column copies), so the
+run does not fault in fresh memory chunk after chunk.
+
+Measured on 2 cores with a single-thread matmul peak of 90-110 GFLOP/s: the default run
+takes 4.2 s of computation; at 4000 stored, 33-37 s (4.4 GB peak). On a slower day
+(74-95 GFLOP/s) the same runs took 8 s and 44 s. The float32 matrix products alone are
+about 3,000 GFLOP.
 """
 
 from __future__ import annotations
