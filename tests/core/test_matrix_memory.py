@@ -905,3 +905,17 @@ def test_save_load_with_buffered_small_writes(tmp_path, consolidated):
     assert _same(back.M, mem.M) and _same(back.keys, mem.keys)
     q = torch.randn(4, 3, generator=gen)
     assert _same(back.to_slots().read(q), mem.to_slots().read(q))
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_2d_read_refuses_non_finite_queries_with_or_without_grad(requires_grad: bool) -> None:
+    # the fast 2-D read's inlined check: a finite sum passes, anything else runs the full
+    # check, which names the argument and counts the bad entries
+    mem = MatrixMemory(3, 2).write(torch.randn(4, 3), torch.randn(4, 2))
+    q = torch.zeros(2, 3)
+    q[1, 2] = float("inf")
+    q[0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"^queries: contains 2 NaN or Inf value\(s\)$"):
+        mem.read(q.requires_grad_(requires_grad))
+    big = torch.full((2, 3), 3e38, requires_grad=requires_grad)  # the sum overflows: accepted
+    assert mem.read(big).shape == (2, 2)
