@@ -142,6 +142,10 @@ def op_rows(quick: bool = False) -> list:
     rep = 5 if quick else 7
     # short reads are timed in blocks of calls lasting at least this long
     block = 1e-3 if quick else 5e-3
+
+    def blocked(fns: dict[str, Callable[[], Any]]) -> tuple[dict[str, float], dict[str, Any]]:
+        return interleaved(fns, rep, inner=None, min_block=block)
+
     d = 16 if quick else 64
     Q = 16
     gen = torch.Generator().manual_seed(15)
@@ -186,16 +190,13 @@ def op_rows(quick: bool = False) -> list:
                 q = torch.randn(1, 1, Q, d, generator=gen)
                 mem = SlotMemory("dot", "softmax", beta=1.0)
                 mem.write(K, V)
-                t, out = interleaved(
+                t, out = blocked(
                     {
                         "ours": lambda mem=mem, q=q: mem.read(q),
                         "peer": lambda q=q, K=K, V=V: F.scaled_dot_product_attention(
                             q, K, V, scale=1.0
                         ),
-                    },
-                    rep,
-                    inner=None,
-                    min_block=block,
+                    }
                 )
                 suffix = "_2t" if n_threads == 2 else ""
                 rows.append(
@@ -264,7 +265,7 @@ def op_rows(quick: bool = False) -> list:
                         return (w.unsqueeze(-2) @ V[torch.from_numpy(idx)]).squeeze(-2)
 
                     fns["faiss"] = faiss_peer
-                t, out = interleaved(fns, rep, inner=None, min_block=block)
+                t, out = blocked(fns)
                 suffix = "_2t" if n_threads == 2 else ""
                 rows.append(
                     ratio_row(
@@ -309,14 +310,11 @@ def op_rows(quick: bool = False) -> list:
         q = torch.randn(Q, d, generator=gen)
         mem = SlotMemory("dot", "hard_max")
         mem.write(K, V)
-        t, out = interleaved(
+        t, out = blocked(
             {
                 "ours": lambda: mem.read(q),
                 "peer": lambda: V[torch.argmax(q @ K.T, dim=-1)],
-            },
-            rep,
-            inner=None,
-            min_block=block,
+            }
         )
         rows.append(
             ratio_row(

@@ -248,6 +248,8 @@ class _StoredPatterns:
 
     _x: torch.Tensor | None
     _mask: torch.Tensor | None
+    # (the mask and its version last found to store something: see _stored)
+    _nonempty: tuple[torch.Tensor, int] | None = None
 
     def store(self, patterns: Any, mask: Any = None) -> Self:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -267,7 +269,7 @@ class _StoredPatterns:
             raise ValueError("memory is empty: store(patterns) before retrieving")
         # mask.any() is a pass and a sync (~1.4 us of a tiny retrieval): check it once per
         # stored mask, again after any in-place change to it (its version counter)
-        seen = self.__dict__.get("_nonempty")
+        seen = self._nonempty
         if seen is None or seen[0] is not m or seen[1] != m._version:
             if not bool(m.any()):
                 raise ValueError("memory is empty: store(patterns) before retrieving")

@@ -22,6 +22,7 @@ from kvmem.core.validation import (
     check_dim,
     check_finite,
     check_int_at_least,
+    finite_sum,
     shape_str,
 )
 from kvmem.core.write_rules import (
@@ -429,7 +430,7 @@ class MatrixMemory:
                 # Gamma_n u_n, Gamma_n = prod_{m>n} lambda_m: the decay after item n
                 dual = u if lam is None else u * later_decay(lam, n)[..., None]
         # (a finite sum proves M finite; one that overflows only costs the full checks)
-        if late and not math.isfinite((M.detach() if M.requires_grad else M).sum().item()):
+        if late and not finite_sum(M):
             check_finite(k_in, "keys")
             check_finite(v_in, "values")
 
@@ -505,7 +506,7 @@ class MatrixMemory:
         if not _propagates_non_finite(device, dtype):
             return False
         M = M + keys.mT @ values
-        if not math.isfinite((M.detach() if M.requires_grad else M).sum().item()):
+        if not finite_sum(M):
             check_finite(keys, "keys")
             check_finite(values, "values")
         self._M = M  # a fresh contiguous [d_k, d_v]: the general path's expand + contiguous
@@ -634,10 +635,8 @@ class MatrixMemory:
         ):
             # The common case (issue 15, per-call overhead): 2-D queries of the memory's dtype
             # and device need no conversion and broadcast trivially; only NaN / Inf can fail.
-            # (check_finite's test, inlined: its call and checks are a quarter of this read)
-            if not math.isfinite(
-                (queries.detach() if queries.requires_grad else queries).sum().item()
-            ):
+            # (check_finite's test without its dtype checks, done above: ~0.4 us less)
+            if not finite_sum(queries):
                 check_finite(queries, "queries")
             return queries @ M
         q = as_float_tensor(queries, "queries", min_ndim=2)

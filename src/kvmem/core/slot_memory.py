@@ -40,6 +40,7 @@ from kvmem.core.validation import (
     check_finite,
     check_int_at_least,
     check_positive,
+    finite_sum,
     shape_str,
 )
 
@@ -403,10 +404,8 @@ class SlotMemory:
         ):
             # The common case (issue 15, per-call overhead): queries with the memory's batch
             # shape, dtype and device need no conversion and broadcast trivially; only NaN /
-            # Inf can fail. (check_finite's test, inlined: its call and checks cost ~0.4 us)
-            if not math.isfinite(
-                (queries.detach() if queries.requires_grad else queries).sum().item()
-            ):
+            # Inf can fail. (check_finite's test without its dtype checks, done above)
+            if not finite_sum(queries):
                 check_finite(queries, "queries")
             return queries, K, V, False
         q = as_float_tensor(queries, "queries", min_ndim=1, like=K)
@@ -488,8 +487,8 @@ class SlotMemory:
             return None
         if not _past_sdpa_cut_off(b * h, num_q, num_n):
             return None
-        # check_finite's test, inlined (its own checks and call are a tenth of this overhead)
-        if queries.requires_grad or not math.isfinite(queries.sum().item()):
+        # check_finite's test without its dtype checks (the dtype is known float32 here)
+        if not finite_sum(queries):
             check_finite(queries, "queries")
         return F.scaled_dot_product_attention(queries, K, V, scale=self._softmax_scale())
 

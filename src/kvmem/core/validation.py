@@ -18,6 +18,7 @@ __all__ = [
     "broadcast_shapes",
     "check_finite",
     "check_dim",
+    "finite_sum",
     "check_positive",
     "check_int_at_least",
     "shape_str",
@@ -108,15 +109,23 @@ def broadcast_shapes(*shapes: Sequence[int]) -> torch.Size:
     return torch.Size(out)
 
 
+def finite_sum(t: torch.Tensor) -> bool:
+    """Whether the sum of floating ``t`` is finite, which proves every entry finite.
+
+    One pass and one scalar back to Python, ~10x cheaper than ``isfinite(t).all()``; False
+    means a NaN / Inf or an overflowing sum, for the caller to sort out (``check_finite``).
+    The sum of a detached tensor records no graph; ``detach()`` (~0.5 us) is skipped for a
+    tensor that needs no gradient, which records none anyway.
+    """
+    return math.isfinite((t.detach() if t.requires_grad else t).sum().item())
+
+
 def check_finite(t: torch.Tensor, name: str) -> None:
     """Raise ``ValueError`` if ``t`` holds NaN or Inf."""
     if not (t.is_floating_point() and t.numel()):
         return
-    # A finite sum proves every element finite and costs ~10x less than isfinite(t).all();
-    # only a non-finite sum (a NaN/Inf, or an overflowing sum) needs the full check. The sum
-    # of the detached tensor records no graph; one scalar comes back to Python. A tensor that
-    # needs no gradient records none anyway: detach() (~0.5 us) is skipped for it.
-    if math.isfinite((t.detach() if t.requires_grad else t).sum().item()):
+    # only a non-finite sum (a NaN/Inf, or an overflowing sum) needs the full check
+    if finite_sum(t):
         return
     if not bool(torch.isfinite(t).all()):
         n_bad = int((~torch.isfinite(t)).sum())
