@@ -5,7 +5,7 @@ kernel zeroing it. Large CPU workloads allocate and free big temporaries over an
 and with default settings each new one comes back as fresh 4 KiB pages. In this
 project's build VM that cost up to 40 % of a command's CPU time:
 ``capacity --set protocol=curve --set n_units=160`` took 8.0M faults and 23 s of system
-time. Two settings remove most of it, and neither changes a single number, because they
+time. These settings remove most of it, and neither changes a single number, because they
 only decide where memory comes from:
 
 - ``THP_MEM_ALLOC_ENABLE=1`` makes PyTorch's CPU allocator ask for transparent huge pages
@@ -13,12 +13,21 @@ only decide where memory comes from:
   memory. The curve above drops to 0.34M faults, 8-13 s of system time and 17-21 s of
   computation, from 27 s. PyTorch reads this variable once, at its first allocation, so
   it must be set before ``import torch``.
-- glibc's malloc keeps up to ``MALLOC_TRIM_THRESHOLD_`` (256 MiB) of freed memory instead
-  of handing it back to the kernel, and serves requests below ``MALLOC_MMAP_THRESHOLD_``
-  (32 MiB, the ceiling glibc's own adaptive threshold reaches) from that pool. Without
-  this, the default adaptive thresholds can settle where every call of a loop returns its
-  temporaries and faults them in again. One such loop is ``ModernHopfield.retrieve`` on
-  X [2000, 64] with 100 cues: 550 faults per call, 2.3x slower than with the memory kept.
+- glibc's malloc keeps freed memory for reuse instead of handing it back to the kernel:
+  it serves every request from its heap (``MALLOC_MMAP_MAX_=0``: no request gets a
+  mapping of its own, which ``free`` would unmap), from one pool shared by all threads
+  (``MALLOC_ARENA_MAX=1``: a worker thread's own pool is mapped in 64 MiB pieces, so its
+  large tensors would be mapped and unmapped anyway), grows that heap in steps of
+  ``MALLOC_TOP_PAD_`` (1 GiB of address space; pages cost nothing until touched) and,
+  when its free top passes ``MALLOC_TRIM_THRESHOLD_`` (256 MiB), hands back only what
+  lies beyond that 1 GiB.
+  ``MALLOC_MMAP_THRESHOLD_`` (32 MiB) still fixes the thresholds, where glibc would adapt
+  them, for a user who allows mappings again. Without these, a loop that allocates and
+  frees large temporaries faults them in, and the kernel zeroes them, on every pass.
+  ``ModernHopfield.retrieve`` on X [2000, 64] with 100 cues took 550 faults per call, 2.3x
+  slower than with the memory kept. The capacity curve above, with huge pages on, still
+  spent 9-15 s in the kernel zeroing fresh huge pages: with the memory kept, 2-3 s, and its
+  computation fell from 18.3 s to 13.4-13.8 s.
 
 :func:`configure` sets these as defaults only, so a variable the user has set wins. For
 example, ``THP_MEM_ALLOC_ENABLE=0 kvmem run ...`` turns huge pages off. The variables are
@@ -41,11 +50,24 @@ DEFAULTS: dict[str, str] = {
     "THP_MEM_ALLOC_ENABLE": "1",
     "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
     "MALLOC_TRIM_THRESHOLD_": str(256 << 20),
+    "MALLOC_MMAP_MAX_": "0",
+    "MALLOC_ARENA_MAX": "1",
+    "MALLOC_TOP_PAD_": str(1 << 30),
 }
 
 # mallopt parameter numbers from glibc's <malloc.h>
 _M_TRIM_THRESHOLD = -1
+_M_TOP_PAD = -2
 _M_MMAP_THRESHOLD = -3
+_M_MMAP_MAX = -4
+_M_ARENA_MAX = -8
+_MALLOPT = {
+    "MALLOC_MMAP_THRESHOLD_": _M_MMAP_THRESHOLD,
+    "MALLOC_TRIM_THRESHOLD_": _M_TRIM_THRESHOLD,
+    "MALLOC_MMAP_MAX_": _M_MMAP_MAX,
+    "MALLOC_ARENA_MAX": _M_ARENA_MAX,
+    "MALLOC_TOP_PAD_": _M_TOP_PAD,
+}
 
 
 def configure(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
@@ -61,8 +83,9 @@ def configure(environ: MutableMapping[str, str] | None = None) -> dict[str, str]
     for key, value in DEFAULTS.items():
         env.setdefault(key, value)
     if environ is None:
-        _mallopt(_M_MMAP_THRESHOLD, env["MALLOC_MMAP_THRESHOLD_"])
-        _mallopt(_M_TRIM_THRESHOLD, env["MALLOC_TRIM_THRESHOLD_"])
+        # (before any thread exists: the arena limit binds the first thread that mallocs)
+        for key, param in _MALLOPT.items():
+            _mallopt(param, env[key])
     return {key: env[key] for key in DEFAULTS}
 
 
