@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kvmem.data.patterns import (
+    _smallest_mask,
     add_gaussian_noise,
     correlated_patterns,
     drop_pixels,
@@ -181,3 +184,25 @@ def test_random_subset_mask_is_the_ranks_below_k() -> None:
         ranks = torch.rand((4, 6, 12), generator=ref_gen, dtype=torch.float64).argsort(-1)
         assert torch.equal(mask, ranks.argsort(-1) < k)
         assert bool((mask.sum(-1) == k).all())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.integers(1, 12),
+    n=st.integers(1, 40),
+    k_frac=st.floats(0.0, 1.0),
+    levels=st.sampled_from([0, 2, 3, 8]),  # 0: continuous noise; else ties on few values
+    seed=st.integers(0, 10_000),
+)
+def test_smallest_mask_marks_the_argsorts_first_k(
+    rows: int, n: int, k_frac: float, levels: int, seed: int
+) -> None:
+    # the selection marks exactly the entries the sort puts first, ties at the border
+    # included (there the sort itself decides)
+    gen = torch.Generator().manual_seed(seed)
+    u = torch.rand((rows, n), generator=gen, dtype=torch.float64)
+    if levels:
+        u = torch.floor(u * levels) / levels
+    k = round(k_frac * n)
+    ref = torch.zeros(rows, n, dtype=torch.bool).scatter_(-1, u.argsort(-1)[:, :k], True)
+    assert torch.equal(_smallest_mask(u, k), ref)
