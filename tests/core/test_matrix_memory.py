@@ -765,13 +765,29 @@ def _big(d_k: int, d_v: int) -> int:
     d_v=st.integers(1, 6),
     dtype=st.sampled_from([torch.float32, torch.float64]),
     general=st.booleans(),
+    pending=st.integers(1, 4),
 )
 def test_small_and_large_writes_equal_the_concatenation_bit_for_bit(
-    seed, plan, d_k, d_v, dtype, general
+    seed, plan, d_k, d_v, dtype, general, pending
 ):
     # (a), (c): any mix of small (copied) and large (by reference) 2-D writes, with reads of
     # the dual form in between, gives M, keys, dual values and dual reads of the plain
     # computation; general=True sends every write down the general path (which copies too).
+    # The copies go to the buffer every `pending` writes (32 in use), so merges, growth and
+    # flushes with blocks still pending all happen within a few writes.
+    from unittest import mock
+
+    from kvmem.core import matrix_memory
+
+    stack = mock.patch.object(matrix_memory, "_PENDING_WRITES", pending)
+    stack.start()
+    try:
+        _small_and_large_writes(seed, plan, d_k, d_v, dtype, general)
+    finally:
+        stack.stop()
+
+
+def _small_and_large_writes(seed, plan, d_k, d_v, dtype, general):
     from unittest import mock
 
     gen = torch.Generator().manual_seed(seed)

@@ -63,6 +63,7 @@ _NO_BATCH = torch.Size()
 # at most one such chunk per 16384 elements written, so their objects stay few.
 _COPY_MAX_ELEMENTS = 16384
 _TAIL_MIN_ROWS = 64  # smallest buffer: a few small writes fill it before the first doubling
+_PENDING_WRITES = 32  # small writes' copies held as blocks before one copy into the buffer
 
 # (device type, dtype) -> whether this backend's matmul turns every NaN / Inf of its inputs into a
 # non-finite output (decided once by _propagates_non_finite).
@@ -220,8 +221,9 @@ class MatrixMemory:
         # write time and the argument's name: checked before every use (_check_kept).
         self._kept: list[tuple[torch.Tensor, int, str]] = []
         # Buffer of the copied small writes (_keep_copies): [keys and dual values side by side
-        # [capacity, d_k + d_v], rows used, capacity], standing for the last chunk; None
-        # whenever the chunk lists are rewritten (_flush_tail), so it is never written again.
+        # [capacity, d_k + d_v], rows used, capacity, pending blocks (the latest writes, not
+        # yet in the buffer), their rows], standing for the last chunk; None whenever the
+        # chunk lists are rewritten (_flush_tail), so it is never written again.
         self._tail: list[Any] | None = None
 
     def clear(self) -> None:
@@ -570,36 +572,47 @@ class MatrixMemory:
 
         Issue 15 (per-call overhead): keeping each small write's tensors (and, by reference,
         their version records) grows the objects Python's garbage collector traverses by a
-        few per write, without bound. The pairs go instead into the rows after the used ones
-        of ``self._tail``'s buffer ``[capacity, d_k + d_v]`` (keys, then dual values: one
-        ``torch.cat`` per write); a full buffer is replaced by one of twice the capacity.
-        While the buffer is live, the last entries of ``_key_chunks`` / ``_dual_chunks`` stand
-        for its used rows (the lists do not grow) and are filled in by ``_flush_tail``, which
-        every reader of the chunks (``_consolidate``) and every other chunk's append calls
-        first. The copies are the inputs bit for bit and private: nothing goes to ``_kept``.
+        few per write, without bound. The pairs go instead into ``self._tail``'s buffer
+        ``[capacity, d_k + d_v]`` (keys, then dual values), after its used rows: each write's
+        pairs are copied side by side (one ``torch.cat``) into a list of pending blocks,
+        and every ``_PENDING_WRITES`` writes the list goes into the buffer as one copy
+        (``_merge_pending``; a slice of the buffer per write cost as much as the copy). A
+        full buffer is replaced by one of twice the capacity. While the buffer is live, the
+        last entries of ``_key_chunks`` / ``_dual_chunks`` stand for it (the lists do not
+        grow) and are filled in by ``_flush_tail``, which every reader of the chunks
+        (``_consolidate``) and every other chunk's append calls first. The copies are the
+        inputs bit for bit and private: nothing goes to ``_kept``.
         """
         tail = self._tail
-        if tail is not None:
-            buf, used, cap = tail
-            end = used + n
-            if end > cap:
-                # full: twice the capacity (at least what this write needs), used rows copied
-                cap = max(2 * cap, end)
-                grown = torch.empty(cap, buf.shape[1], dtype=buf.dtype, device=buf.device)
-                grown[:used].copy_(buf[:used])
-                buf = grown
-            torch.cat((keys, dual), 1, out=buf[used:end])
-            tail[:] = buf, end, cap
-            return
-        M = self.M
-        cap = max(_TAIL_MIN_ROWS, 2 * n)
-        buf = torch.empty(cap, self.d_k + self.d_v, dtype=M.dtype, device=M.device)
-        torch.cat((keys, dual), 1, out=buf[:n])
-        # placeholders until _flush_tail (the buffer's shape: a stray use fails loudly)
-        self._key_chunks.append(buf)
-        self._dual_chunks.append(buf)
-        self._call_decay.append(None)
-        self._tail = [buf, n, cap]
+        if tail is None:
+            M = self.M
+            cap = max(_TAIL_MIN_ROWS, 2 * n)
+            buf = torch.empty(cap, self.d_k + self.d_v, dtype=M.dtype, device=M.device)
+            # placeholders until _flush_tail (the buffer's shape: a stray use fails loudly)
+            self._key_chunks.append(buf)
+            self._dual_chunks.append(buf)
+            self._call_decay.append(None)
+            tail = self._tail = [buf, 0, cap, [], 0]
+        pending = tail[3]
+        pending.append(torch.cat((keys, dual), 1))
+        tail[4] += n
+        if len(pending) >= _PENDING_WRITES:
+            self._merge_pending(tail)
+
+    @staticmethod
+    def _merge_pending(tail: list[Any]) -> None:
+        """Copy the pending blocks of ``tail`` (``[buffer, used, capacity, pending, rows]``)
+        into its buffer after the used rows, growing it if they do not fit."""
+        buf, used, cap, pending, rows = tail
+        end = used + rows
+        if end > cap:
+            # full: twice the capacity (at least what the rows need), used rows copied
+            cap = max(2 * cap, end)
+            grown = torch.empty(cap, buf.shape[1], dtype=buf.dtype, device=buf.device)
+            grown[:used].copy_(buf[:used])
+            buf = grown
+        torch.cat(pending, 0, out=buf[used:end])
+        tail[:] = buf, end, cap, [], 0
 
     def _flush_tail(self) -> None:
         """Turn the live buffer's used rows into the last chunk; the buffer is then dropped.
@@ -610,7 +623,9 @@ class MatrixMemory:
         """
         tail = self._tail
         if tail is not None:
-            buf, used, _ = tail
+            if tail[3]:
+                self._merge_pending(tail)
+            buf, used = tail[0], tail[1]
             fmt = torch.contiguous_format
             self._key_chunks[-1] = buf[:used, : self.d_k].clone(memory_format=fmt)
             self._dual_chunks[-1] = buf[:used, self.d_k :].clone(memory_format=fmt)
