@@ -92,19 +92,36 @@ def _thp_available() -> bool:
     return "[never]" not in text
 
 
+def _faults_per_64mib(env_changes: dict[str, str | None], *, thread: bool, warm: int) -> float:
+    """Page faults per 64 MiB tensor (above the mmap threshold) allocated and freed in a
+    fresh process with the command's settings, on the main thread or a worker thread,
+    after ``warm`` such tensors (glibc's heap settles after a few aligned requests)."""
+    code = (
+        "import resource, threading; from kvmem.process_memory import configure; configure();"
+        " import torch; x = torch.ones(1 << 20); del x\n"
+        "def work(out):\n"
+        f"    for _ in range({warm}):\n"
+        "        x = torch.ones(16 << 20); del x\n"
+        "    r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "    for _ in range(8):\n"
+        "        x = torch.ones(16 << 20); del x\n"
+        "    out.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0) / 8)\n"
+        "got = []\n"
+        + (
+            "t = threading.Thread(target=work, args=(got,)); t.start(); t.join()\n"
+            if thread
+            else "work(got)\n"
+        )
+        + "print(got[0])"
+    )
+    return float(_python(code, env_changes))
+
+
 @pytest.mark.skipif(not _thp_available(), reason="transparent huge pages are off here")
 def test_huge_pages_cut_the_faults_of_large_tensors() -> None:
-    code = (
-        "import resource, sys; from kvmem.process_memory import configure; configure();"
-        " import torch; x = torch.ones(1 << 20); del x;"
-        " r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt;\n"
-        "for _ in range(8):\n"
-        "    x = torch.ones(16 << 20); del x\n"  # 64 MiB: above the mmap threshold
-        "print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0) / 8)"
-    )
     fresh = {"MALLOC_MMAP_MAX_": "65536"}  # glibc's default: each 64 MiB its own mapping
-    on = float(_python(code, fresh))
-    off = float(_python(code, fresh | {"THP_MEM_ALLOC_ENABLE": "0"}))
+    on = _faults_per_64mib(fresh, thread=False, warm=0)
+    off = _faults_per_64mib(fresh | {"THP_MEM_ALLOC_ENABLE": "0"}, thread=False, warm=0)
     # 64 MiB is 16,384 small pages or 32 huge ones; allow for huge pages not always granted
     assert off > 8000 and on < off / 4, (on, off)
 
@@ -114,22 +131,9 @@ def test_freed_memory_is_reused_by_worker_threads() -> None:
     # A worker thread allocating and freeing 64 MiB tensors, as the experiments' task pools
     # do: with the defaults each new tensor reuses the freed memory; with glibc's own
     # settings (a mapping per large tensor, a pool per thread) it is fresh pages every time.
-    code = (
-        "import resource, threading; from kvmem.process_memory import configure; configure();"
-        " import torch\n"
-        "def work(out):\n"
-        "    for _ in range(8):\n"  # glibc's heap settles after a few aligned requests
-        "        x = torch.ones(16 << 20); del x\n"
-        "    r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
-        "    for _ in range(8):\n"
-        "        x = torch.ones(16 << 20); del x\n"
-        "    out.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0) / 8)\n"
-        "got = []; t = threading.Thread(target=work, args=(got,)); t.start(); t.join()\n"
-        "print(got[0])"
-    )
     small = {"THP_MEM_ALLOC_ENABLE": "0"}  # count 4 KiB pages: 16,384 per fresh 64 MiB
-    kept = float(_python(code, small))
+    kept = _faults_per_64mib(small, thread=True, warm=8)
     glibc = {"MALLOC_MMAP_MAX_": "65536", "MALLOC_ARENA_MAX": "8", "MALLOC_TOP_PAD_": "131072"}
-    fresh = float(_python(code, small | glibc))
+    fresh = _faults_per_64mib(small | glibc, thread=True, warm=8)
     # (glibc still takes a few fresh pages per aligned request now and then: "most" reused)
     assert fresh > 8000 and kept < fresh / 4, (kept, fresh)
