@@ -723,7 +723,9 @@ def _run_curve(config: Config, progress: ProgressFactory, pool: TaskPool) -> Res
             q_ok = torch.gather(m, -1, q_idx)
             targets = torch.gather(x, -2, q_idx[..., None].expand(-1, -1, n))
             cues = mask_fraction(targets, config.mask_frac, gen)
-            data.append((b, x, m, q_ok, targets, cues))
+            # (what the cue baseline reads later; the patterns stay alive only as long as
+            # this block's reads, which hold them: issue 15, the curve's memory)
+            data.append((b, q_ok, targets, cues))
             for model in config.models:
                 yield scored(model, b, x, m, q_ok, targets, cues)
 
@@ -752,7 +754,7 @@ def _run_curve(config: Config, progress: ProgressFactory, pool: TaskPool) -> Res
             gcnt.view(-1).index_add_(0, flat, torch.ones_like(per_net))
         return tot / cnt, gtot / gcnt.clamp(min=1)
 
-    base_mean, _ = pooled([(b, per_network(cue_accuracy(c, t), q)) for b, _, _, q, t, c in data])
+    base_mean, _ = pooled([(b, per_network(cue_accuracy(c, t), q)) for b, q, t, c in data])
 
     series: dict[str, list[float] | list[int]] = {
         "load": list(loads),
