@@ -5,7 +5,7 @@ kernel zeroing it. Large CPU workloads allocate and free big temporaries over an
 and with default settings each new one comes back as fresh 4 KiB pages. In this
 project's build VM that cost up to 40 % of a command's CPU time:
 ``capacity --set protocol=curve --set n_units=160`` took 8.0M faults and 23 s of system
-time. These settings remove most of it, and neither changes a single number, because they
+time. These settings remove most of it, and none changes a single number, because they
 only decide where memory comes from:
 
 - ``THP_MEM_ALLOC_ENABLE=1`` makes PyTorch's CPU allocator ask for transparent huge pages
@@ -26,8 +26,9 @@ only decide where memory comes from:
   frees large temporaries faults them in, and the kernel zeroes them, on every pass.
   ``ModernHopfield.retrieve`` on X [2000, 64] with 100 cues took 550 faults per call, 2.3x
   slower than with the memory kept. The capacity curve above, with huge pages on, still
-  spent 9-15 s in the kernel zeroing fresh huge pages: with the memory kept, 2-3 s, and its
-  computation fell from 18.3 s to 13.4-13.8 s.
+  spent 9-15 s in the kernel zeroing fresh huge pages, in a quiet hour: with the memory
+  kept 2-9 s, each page touched about once, and its computation fell from 18.3 s to
+  13.4-16.3 s.
 
 :func:`configure` sets these as defaults only, so a variable the user has set wins. For
 example, ``THP_MEM_ALLOC_ENABLE=0 kvmem run ...`` turns huge pages off. The variables are
