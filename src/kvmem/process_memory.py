@@ -56,18 +56,14 @@ DEFAULTS: dict[str, str] = {
     "MALLOC_TOP_PAD_": str(1 << 30),
 }
 
-# mallopt parameter numbers from glibc's <malloc.h>
-_M_TRIM_THRESHOLD = -1
-_M_TOP_PAD = -2
-_M_MMAP_THRESHOLD = -3
-_M_MMAP_MAX = -4
-_M_ARENA_MAX = -8
+# the mallopt parameter number of each malloc variable (glibc's <malloc.h>: M_MMAP_THRESHOLD,
+# M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX, M_TOP_PAD)
 _MALLOPT = {
-    "MALLOC_MMAP_THRESHOLD_": _M_MMAP_THRESHOLD,
-    "MALLOC_TRIM_THRESHOLD_": _M_TRIM_THRESHOLD,
-    "MALLOC_MMAP_MAX_": _M_MMAP_MAX,
-    "MALLOC_ARENA_MAX": _M_ARENA_MAX,
-    "MALLOC_TOP_PAD_": _M_TOP_PAD,
+    "MALLOC_MMAP_THRESHOLD_": -3,
+    "MALLOC_TRIM_THRESHOLD_": -1,
+    "MALLOC_MMAP_MAX_": -4,
+    "MALLOC_ARENA_MAX": -8,
+    "MALLOC_TOP_PAD_": -2,
 }
 
 

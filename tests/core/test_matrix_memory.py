@@ -779,12 +779,8 @@ def test_small_and_large_writes_equal_the_concatenation_bit_for_bit(
 
     from kvmem.core import matrix_memory
 
-    stack = mock.patch.object(matrix_memory, "_PENDING_WRITES", pending)
-    stack.start()
-    try:
+    with mock.patch.object(matrix_memory, "_PENDING_WRITES", pending):
         _small_and_large_writes(seed, plan, d_k, d_v, dtype, general)
-    finally:
-        stack.stop()
 
 
 def _small_and_large_writes(seed, plan, d_k, d_v, dtype, general):

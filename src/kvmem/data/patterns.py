@@ -225,18 +225,15 @@ def _smallest_mask(u: torch.Tensor, k: int) -> torch.Tensor:
     n = u.shape[-1]
     if k in (0, n):
         return torch.full(u.shape, k == n, dtype=torch.bool)
-    if 2 * k <= n:
-        vals, idx = torch.topk(u, k, largest=False, sorted=False)
-        border = vals.amax(-1, keepdim=True)  # the k-th smallest
-        clean = bool(((u <= border).sum(-1) == k).all())
-        mask = torch.zeros(u.shape, dtype=torch.bool).scatter_(-1, idx, True)
-    else:
-        vals, idx = torch.topk(u, n - k, largest=True, sorted=False)
-        border = vals.amin(-1, keepdim=True)  # the (k + 1)-th smallest
-        clean = bool(((u >= border).sum(-1) == n - k).all())
-        mask = torch.ones(u.shape, dtype=torch.bool).scatter_(-1, idx, False)
+    # select the smaller side: the k smallest, or the n - k largest (the rest unmarked)
+    small = 2 * k <= n
+    vals, idx = torch.topk(u, k if small else n - k, largest=not small, sorted=False)
+    if small:  # border: the k-th smallest; no other entry may equal it
+        clean = bool(((u <= vals.amax(-1, keepdim=True)).sum(-1) == k).all())
+    else:  # border: the (k + 1)-th smallest
+        clean = bool(((u >= vals.amin(-1, keepdim=True)).sum(-1) == n - k).all())
     if clean:
-        return mask
+        return torch.full(u.shape, not small, dtype=torch.bool).scatter_(-1, idx, small)
     order = u.argsort(dim=-1)
     return torch.zeros(u.shape, dtype=torch.bool).scatter_(-1, order[..., :k], True)
 
