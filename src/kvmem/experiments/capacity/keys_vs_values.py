@@ -128,10 +128,10 @@ numba) with the torch loop's exact sums. Each worker thread reuses scratch block
 reserved once at the largest size (scores, softmax outcomes, column copies), so the
 run does not fault in fresh memory chunk after chunk.
 
-Measured on 2 cores with a single-thread matmul peak of 90-110 GFLOP/s: the default run
-takes 4.2 s of computation; at 4000 stored, 33-37 s (4.4 GB peak). On a slower day
-(74-95 GFLOP/s) the same runs took 8 s and 44 s. The float32 matrix products alone are
-about 3,000 GFLOP.
+Measured on 2 cores with a single-thread matmul peak of 111-117 GFLOP/s (a quiet host):
+the default run takes 4.9 s of computation; at 4000 stored, 24-27 s (4.5 GB peak). On a
+slower day (74-95 GFLOP/s) the same runs took 8 s and 44 s. The float32 matrix products
+alone are about 3,000 GFLOP.
 """
 
 from __future__ import annotations
