@@ -124,8 +124,8 @@ def test_fast_4d_sdpa_read_checks_and_follows_the_memory() -> None:
     mem = SlotMemory("dot", "softmax")
     mem.write(K, V)
     assert mem._read_sdpa_4d(Q) is not None
-    # decided per queries' shape: fewer queries than the cut-off, or another head count,
-    # take the general path, and the first shape still takes the shortcut after them
+    # fewer queries than the cut-off, or another head count, take the general path, and
+    # the first shape still takes the shortcut after them
     assert mem._read_sdpa_4d(Q[:, :, :3]) is None
     assert mem._read_sdpa_4d(Q[:, :1]) is None
     assert mem._read_sdpa_4d(Q) is not None

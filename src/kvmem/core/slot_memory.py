@@ -77,10 +77,6 @@ _SDPA_MIN_N = 512
 _SDPA_MIN_Q = 8
 
 
-# what _read_sdpa_4d keeps per write: K, V and its decision per queries' shape
-_SdpaMemory = tuple[torch.Tensor, torch.Tensor, dict[torch.Size, bool]]
-
-
 def _cpu_sdpa(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, batch: torch.Size) -> bool:
     """Whether to hand a CPU dot-product softmax read to ``F.scaled_dot_product_attention``.
 
@@ -238,9 +234,9 @@ class SlotMemory:
         self._keys_cache: torch.Tensor | None = None
         self._values_cache: torch.Tensor | None = None
         self._primal_cache: torch.Tensor | None = None
-        # (K, V, {queries' shape: whether it fits}) for the fast 4-D SDPA read, False when it
-        # does not apply, None: not decided yet
-        self._sdpa_kv: _SdpaMemory | bool | None = None
+        # (K, V, shape) for the fast 4-D SDPA read, False when it does not apply, None: not
+        # decided yet
+        self._sdpa_kv: tuple[torch.Tensor, torch.Tensor, torch.Size] | bool | None = None
         # (values, their version, whether they hold a -0.0): see _has_negative_zero
         self._negative_zero: tuple[torch.Tensor, int, bool] | None = None
 
@@ -471,48 +467,34 @@ class SlotMemory:
         with the memory's own 4-D batch shape; ``None`` for any other read (issue 15: the
         general path's validation and dispatch cost ~5 us, a tenth of a read of 1,000
         memories). The same conditions, check and kernel call as the general path, so the
-        same result; what depends only on the memory is decided once per write, and what
-        depends on the queries' shape once per shape.
+        same result; what depends only on the memory is decided once per write.
         """
-        if type(queries) is not torch.Tensor:
-            return None
         kv = self._sdpa_kv
         if kv is None:
             kv = self._sdpa_kv = self._sdpa_memory()
         if (
             kv is False
             or self.chunk_size is not None
+            or type(queries) is not torch.Tensor
             or queries.dtype is not torch.float32
             or not queries.is_cpu
+            or queries.ndim != 4
         ):
             return None
-        K, V, fits = kv
-        shape = queries.shape
-        fit = fits.get(shape)
-        if fit is None:
-            fit = fits[shape] = self._sdpa_fits(shape)
-        if not fit:
+        K, V, (b, h, num_n, d_k) = kv
+        qb, qh, num_q, qd = queries.shape
+        if qb != b or qh != h or qd != d_k:
+            return None
+        if not _past_sdpa_cut_off(b * h, num_q, num_n):
             return None
         # check_finite's test without its dtype checks (the dtype is known float32 here)
         if not finite_sum(queries):
             check_finite(queries, "queries")
         return F.scaled_dot_product_attention(queries, K, V, scale=self._softmax_scale())
 
-    def _sdpa_fits(self, shape: torch.Size) -> bool:
-        """Whether queries of ``shape`` take ``_read_sdpa_4d``: ``[B, H, Q, d_k]`` with the
-        memory's ``B``, ``H`` and ``d_k``, past the SDPA cut-offs."""
-        K = self.keys
-        assert K is not None
-        b, h, num_n, d_k = K.shape
-        if len(shape) != 4:
-            return False
-        qb, qh, num_q, qd = shape
-        return qb == b and qh == h and qd == d_k and _past_sdpa_cut_off(b * h, num_q, num_n)
-
-    def _sdpa_memory(self) -> _SdpaMemory | bool:
-        """``(K, V, {})`` when this memory's reads can take ``_read_sdpa_4d``, else False: a
-        dot-product softmax memory of float32 CPU keys and values ``[B, H, N, d]``. The dict
-        caches ``_sdpa_fits`` by the queries' shape."""
+    def _sdpa_memory(self) -> tuple[torch.Tensor, torch.Tensor, torch.Size] | bool:
+        """``(K, V, K.shape)`` when this memory's reads can take ``_read_sdpa_4d``, else False:
+        a dot-product softmax memory of float32 CPU keys and values ``[B, H, N, d]``."""
         if self._n == 0 or self._sep_name != "softmax" or self._sim_name not in _DOT_LIKE:
             return False
         K, V = self.keys, self.values
@@ -524,7 +506,7 @@ class SlotMemory:
             or V.shape[:2] != K.shape[:2]
         ):
             return False
-        return K, V, {}
+        return K, V, K.shape
 
     # ---- read strategies ------------------------------------------------------------------
 
