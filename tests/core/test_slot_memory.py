@@ -103,11 +103,15 @@ def test_sdpa_path_is_exact(monkeypatch: pytest.MonkeyPatch, q_batch: tuple[int,
     beta=st.sampled_from([None, 0.5, 1.0, 3.0]),
     sim=st.sampled_from(["dot", "scaled_dot"]),
     seed=st.integers(0, 1000),
+    d_v_extra=st.sampled_from([0, 1]),
 )
-def test_fast_4d_sdpa_read_equals_the_general_path(b, h, n, q, d, beta, sim, seed) -> None:
+def test_fast_4d_sdpa_read_equals_the_general_path(
+    b, h, n, q, d, beta, sim, seed, d_v_extra
+) -> None:
     # The 4-D float32 shortcut (issue 15, per-call cost) is the general read bit for bit, on
-    # both sides of the SDPA cut-off, and is taken exactly where the general path uses SDPA.
-    K, V, Q = _data((b, h), n, q, d, d + 1, seed=seed)
+    # both sides of the SDPA cut-off, and is taken exactly where the general path uses SDPA;
+    # d_v = d_k is the flash kernel called directly, d_v != d_k SDPA's own (math) choice.
+    K, V, Q = _data((b, h), n, q, d, d + d_v_extra, seed=seed)
     mem = SlotMemory(sim, "softmax", beta=beta)
     mem.write(K, V)
     qq, KK, VV, _ = mem._queries(Q)
@@ -148,6 +152,145 @@ def test_fast_4d_sdpa_read_checks_and_follows_the_memory() -> None:
     flat = SlotMemory("dot", "softmax")
     flat.write(K[0, 0], V[0, 0])
     assert flat._read_sdpa_4d(Q[0, 0]) is None
+
+
+_FLASH = torch.nn.attention.SDPBackend.FLASH_ATTENTION
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    b=st.integers(1, 2),
+    h=st.integers(1, 3),
+    n=st.integers(512, 1300),
+    q=st.integers(8, 20),
+    d=st.integers(1, 12),
+    beta=st.sampled_from([None, 0.25, 4.0]),
+    transposed=st.sampled_from(["none", "queries", "keys", "values"]),
+    seed=st.integers(0, 1000),
+)
+def test_direct_flash_read_is_sdpas_own_choice(b, h, n, q, d, beta, transposed, seed) -> None:
+    # The 4-D read calls the CPU flash kernel itself only where F.scaled_dot_product_attention
+    # would choose it (torch's own decision, asked through _fused_sdp_choice), and gives its
+    # result bit for bit; queries, keys or values of another layout (last-dimension stride
+    # != 1) go through SDPA, which takes its math path for them.
+    K, V, Q = _data((b, h), n, q, d, d, seed=seed)
+    if transposed == "queries":
+        Q = Q.mT.contiguous().mT  # same values, another layout
+    elif transposed == "keys":
+        K = K.mT.contiguous().mT
+    elif transposed == "values":
+        V = V.mT.contiguous().mT
+    mem = SlotMemory("dot", "softmax", beta=beta)
+    mem.write(K, V)
+    scale = 1.0 if beta is None else beta
+    out = mem.read(Q)
+    assert torch.equal(out, F_sdpa(Q, K, V, scale=scale))
+    kv = mem._sdpa_kv
+    assert isinstance(kv, tuple)
+    flash_chosen = torch._fused_sdp_choice(Q, K, V, scale=scale) == _FLASH.value
+    if d > 1:
+        assert flash_chosen == (transposed == "none")
+    if transposed in ("none", "queries"):
+        assert kv[3] is not None
+    elif d > 1:
+        assert kv[3] is None
+
+
+def F_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kw) -> torch.Tensor:
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, **kw)
+
+
+def test_direct_flash_read_follows_sdpa_kernel_and_autograd(monkeypatch) -> None:
+    K, V, Q = _data((2, 2), 700, 9, 8, 8, seed=3)
+    mem = SlotMemory("scaled_dot", "softmax", beta=2.0)
+    mem.write(K, V)
+    scale = 2.0 / math.sqrt(8)
+    calls: list[int] = []
+    real = sm._FLASH_CPU
+    assert real is not None
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    mem._sdpa_kv = None
+    monkeypatch.setattr(sm, "_FLASH_CPU", spy)
+    mem.read(Q)
+    assert calls == [1]
+    # flash disabled by the user: SDPA's math path, as F.scaled_dot_product_attention gives
+    with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH):
+        out = mem.read(Q)
+        assert torch.equal(out, F_sdpa(Q, K, V, scale=scale))
+    assert calls == [1]
+    # gradients through the direct call equal SDPA's
+    q1 = Q.clone().requires_grad_(True)
+    q2 = Q.clone().requires_grad_(True)
+    mem.read(q1).square().sum().backward()
+    F_sdpa(q2, K, V, scale=scale).square().sum().backward()
+    assert calls == [1, 1]
+    assert q1.grad is not None and torch.equal(q1.grad, q2.grad)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(512, 1100),
+    q=st.integers(8, 40),
+    d=st.integers(1, 8),
+    column=st.sampled_from(["normal", "positive", "negative", "zero", "some_zero"]),
+    bad=st.lists(
+        st.tuples(st.integers(0, 39), st.sampled_from([math.nan, math.inf, -math.inf])),
+        min_size=1,
+        max_size=3,
+    ),
+    beta=st.sampled_from([None, 1e-6, 30.0]),
+    seed=st.integers(0, 1000),
+)
+def test_direct_flash_read_rejects_every_non_finite_query(n, q, d, column, bad, beta, seed) -> None:
+    # The flash read's NaN / Inf check is its log-sum-exp per query (_lse_clears_queries): it
+    # must catch a NaN, +Inf or -Inf anywhere, whatever the signs of the keys along that
+    # dimension (keys all positive or all negative make every score -Inf or +Inf; zeros make
+    # Inf * 0 = NaN), on both sides of _LSE_AS_LIST and across the kernel's blocks of memories.
+    _assert_rejected(n, q, d, seed % d, column, bad, beta, seed)
+
+
+@pytest.mark.parametrize("column", ["normal", "positive", "negative", "zero", "some_zero"])
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_direct_flash_read_rejects_each_kind_of_non_finite_query(column, value) -> None:
+    # every key-sign case with every kind of bad value, in the list check (16 queries) over
+    # three of the kernel's blocks of memories; one bad value, in the middle query
+    _assert_rejected(1100, 16, 4, 2, column, [(7, value)], None, 0)
+
+
+def _assert_rejected(n, q, d, j, column, bad, beta, seed) -> None:
+    K, V, Q = _data((1, 1), n, q, d, d, seed=seed)
+    col = K[..., j]
+    if column == "positive":
+        col.abs_()
+    elif column == "negative":
+        col.abs_().neg_()
+    elif column == "zero":
+        col.zero_()
+    elif column == "some_zero":
+        col[..., ::3] = 0.0
+    mem = SlotMemory("dot", "softmax", beta=beta)
+    mem.write(K, V)
+    for row, value in bad:
+        Q[0, 0, row % q, j] = value
+    n_bad = int((~torch.isfinite(Q)).sum())
+    with pytest.raises(ValueError, match=f"queries: contains {n_bad} NaN or Inf"):
+        mem.read(Q)
+
+
+def test_direct_flash_read_keeps_an_overflowing_read_of_finite_queries() -> None:
+    # Finite queries whose scores overflow give a non-finite log-sum-exp but no error: the full
+    # check clears them and the read is SDPA's, as before the direct call.
+    K, V, Q = _data((1, 1), 600, 8, 4, 4, seed=5)
+    Q[0, 0, 2] = 3e38
+    mem = SlotMemory("dot", "softmax")
+    mem.write(K, V)
+    out = mem.read(Q)
+    torch.testing.assert_close(out, F_sdpa(Q, K, V, scale=1.0), rtol=0, atol=0, equal_nan=True)
+    assert not bool(torch.isfinite(out).all())
 
 
 def _sdpa_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

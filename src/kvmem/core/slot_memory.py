@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -98,6 +99,35 @@ def _past_sdpa_cut_off(rows: int, num_q: int, num_n: int) -> bool:
     return rows * num_q * num_n >= _SDPA_MIN_ELEMENTS or (
         num_n >= _SDPA_MIN_N and num_q >= _SDPA_MIN_Q
     )
+
+
+# The kernel F.scaled_dot_product_attention runs on CPU for float32 4-D inputs of one head
+# dimension with unit last stride (torch's use_flash_attention_cpp). The 4-D read calls it
+# directly for the per-query log-sum-exp it returns beside the output; torch builds without it
+# keep F.scaled_dot_product_attention.
+_FLASH_CPU: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = getattr(
+    torch, "_scaled_dot_product_flash_attention_for_cpu", None
+)
+# Up to this many queries the flash read checks them through their log-sum-exps read back as a
+# list (~0.6 us for 16) rather than a reduction kernel and ``.item()`` (~1.3 us, whatever the
+# size), which above it checks the queries themselves.
+_LSE_AS_LIST = 32
+
+
+def _lse_clears_queries(lse: torch.Tensor) -> bool:
+    """Whether a flash read's log-sum-exps ``lse [B, H, Q]`` prove its queries free of NaN / Inf.
+
+    With finite keys (``write`` checks them), a query that holds a NaN or Inf has only NaN or
+    +-Inf scores ``s_j = q . k_j`` (``Inf * 0`` is NaN). Its row's maximum is then NaN or +Inf,
+    which makes ``max_j s_j + log sum_j exp(s_j - max_j s_j)`` NaN or Inf (``exp(Inf - Inf)``
+    is NaN), or -Inf, a row the kernel treats as fully masked and gives a log-sum-exp of exactly
+    0 (and an output of 0). So entries all finite and none 0 clear the queries, which a finite,
+    non-zero product (in float64) shows in one pass: a NaN, an Inf or a 0 among them makes it
+    NaN, Inf or 0. Anything else (also an overflow, an underflow, or a genuine 0) is for
+    ``check_finite`` to sort out.
+    """
+    p = math.prod(chain.from_iterable(chain.from_iterable(lse.tolist())))
+    return p != 0.0 and math.isfinite(p)
 
 
 def _numel(shape: torch.Size | tuple[int, ...]) -> int:
@@ -234,9 +264,11 @@ class SlotMemory:
         self._keys_cache: torch.Tensor | None = None
         self._values_cache: torch.Tensor | None = None
         self._primal_cache: torch.Tensor | None = None
-        # (K, V, shape) for the fast 4-D SDPA read, False when it does not apply, None: not
-        # decided yet
-        self._sdpa_kv: tuple[torch.Tensor, torch.Tensor, torch.Size] | bool | None = None
+        # (K, V, shape, flash kernel or None) for the fast 4-D SDPA read, False when it does
+        # not apply, None: not decided yet
+        self._sdpa_kv: (
+            tuple[torch.Tensor, torch.Tensor, torch.Size, Callable[..., Any] | None] | bool | None
+        ) = None
         # (values, their version, whether they hold a -0.0): see _has_negative_zero
         self._negative_zero: tuple[torch.Tensor, int, bool] | None = None
 
@@ -466,8 +498,14 @@ class SlotMemory:
         """The read of ``_read``'s CPU SDPA branch, for float32 CPU queries ``[B, H, Q, d_k]``
         with the memory's own 4-D batch shape; ``None`` for any other read (issue 15: the
         general path's validation and dispatch cost ~5 us, a tenth of a read of 1,000
-        memories). The same conditions, check and kernel call as the general path, so the
-        same result; what depends only on the memory is decided once per write.
+        memories). The same conditions, check and kernel as the general path, so the same
+        result; what depends only on the memory is decided once per write.
+
+        Where F.scaled_dot_product_attention would run its flash kernel (contiguous queries,
+        d_v = d_k, flash not disabled by ``torch.nn.attention.sdpa_kernel``) the kernel is
+        called directly; for up to ``_LSE_AS_LIST`` queries its per-query log-sum-exp checks
+        them for NaN / Inf (``_lse_clears_queries``): 16 values read back as a list instead of
+        a reduction over all 1,024 of the queries, ~1 us of a 50 us read.
         """
         kv = self._sdpa_kv
         if kv is None:
@@ -481,20 +519,32 @@ class SlotMemory:
             or queries.ndim != 4
         ):
             return None
-        K, V, (b, h, num_n, d_k) = kv
+        K, V, (b, h, num_n, d_k), flash = kv
         qb, qh, num_q, qd = queries.shape
         if qb != b or qh != h or qd != d_k:
             return None
         if not _past_sdpa_cut_off(b * h, num_q, num_n):
             return None
+        scale = self._softmax_scale()
+        if flash and queries.is_contiguous() and torch.backends.cuda.flash_sdp_enabled():
+            out, lse = flash(queries, K, V, scale=scale)
+            if not (
+                _lse_clears_queries(lse) if b * h * num_q <= _LSE_AS_LIST else finite_sum(queries)
+            ):
+                check_finite(queries, "queries")
+            return out
         # check_finite's test without its dtype checks (the dtype is known float32 here)
         if not finite_sum(queries):
             check_finite(queries, "queries")
-        return F.scaled_dot_product_attention(queries, K, V, scale=self._softmax_scale())
+        return F.scaled_dot_product_attention(queries, K, V, scale=scale)
 
-    def _sdpa_memory(self) -> tuple[torch.Tensor, torch.Tensor, torch.Size] | bool:
-        """``(K, V, K.shape)`` when this memory's reads can take ``_read_sdpa_4d``, else False:
-        a dot-product softmax memory of float32 CPU keys and values ``[B, H, N, d]``."""
+    def _sdpa_memory(
+        self,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Size, Callable[..., Any] | None] | bool:
+        """``(K, V, K.shape, flash)`` when this memory's reads can take ``_read_sdpa_4d``, else
+        False: a dot-product softmax memory of float32 CPU keys and values ``[B, H, N, d]``.
+        ``flash`` is the CPU flash kernel where the stored K and V meet its conditions (one
+        head dimension, unit last stride), else None."""
         if self._n == 0 or self._sep_name != "softmax" or self._sim_name not in _DOT_LIKE:
             return False
         K, V = self.keys, self.values
@@ -506,7 +556,9 @@ class SlotMemory:
             or V.shape[:2] != K.shape[:2]
         ):
             return False
-        return K, V, K.shape
+        unit_last = K.stride(-1) == 1 and V.stride(-1) == 1
+        flash = _FLASH_CPU if unit_last and V.shape[-1] == K.shape[-1] else None
+        return K, V, K.shape, flash
 
     # ---- read strategies ------------------------------------------------------------------
 
