@@ -69,3 +69,21 @@ def test_interleaved_picks_one_block_size_for_all_from_the_fastest_call() -> Non
     # the fast call (well under 2 ms) sets a block of several calls
     assert 1 < inner <= 1000
     assert t["slow"] >= 2e-3 and t["slow"] > t["fast"]
+
+
+def test_interleaved_raises_the_repeats_of_short_calls_to_min_total() -> None:
+    calls = {"a": 0}
+
+    def a() -> None:
+        calls["a"] += 1
+        time.sleep(1e-3)
+
+    # blocks of one or two 1 ms calls: min_total 1 s asks for hundreds of blocks, capped at
+    # 3 x 4 = 12 repeats
+    interleaved({"a": a}, repeats=4, inner=None, min_block=2e-3, min_total=1.0)
+    inner_and_repeats = calls["a"] - 2
+    assert inner_and_repeats % 12 == 0 and inner_and_repeats // 12 <= 2
+    # without min_total: the given repeats
+    calls["a"] = 0
+    interleaved({"a": a}, repeats=4, inner=None, min_block=2e-3)
+    assert (calls["a"] - 2) % 4 == 0 and (calls["a"] - 2) // 4 <= 2

@@ -75,6 +75,7 @@ def interleaved(
     repeats: int,
     inner: int | None = 1,
     min_block: float = 5e-3,
+    min_total: float = 0.0,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Median seconds per call of each function, timed in turn (one warm-up each).
 
@@ -82,7 +83,10 @@ def interleaved(
     time alone), alternating the order between repeats so drifts in load hit all alike.
     ``inner=None`` picks it from a timed second call: enough calls (at most 1,000) that
     the fastest function's block lasts ``min_block`` seconds, the same count for all, so
-    a 60 us call is not judged by single timer reads.
+    a 60 us call is not judged by single timer reads. With ``inner=None``, ``min_total``
+    raises the repeats (to at most 3x ``repeats``) until the fastest function's blocks add up
+    to that many seconds: a 50 us read timed in 7 blocks of 5 ms swings by several per cent
+    on a shared CPU, where 21 blocks settle its median.
     Returns ``(median seconds per call, last result)`` keyed like ``fns``.
     """
     out = {name: fn() for name, fn in fns.items()}
@@ -93,6 +97,8 @@ def interleaved(
             out[name] = fn()
             fastest = min(fastest, time.perf_counter() - t0)
         inner = max(1, min(1000, math.ceil(min_block / max(fastest, 1e-9))))
+        wanted = math.ceil(min_total / max(inner * fastest, 1e-9))
+        repeats = max(repeats, min(3 * repeats, wanted))
     times: dict[str, list[float]] = {name: [] for name in fns}
     names = list(fns)
     for r in range(repeats):
@@ -142,9 +148,11 @@ def op_rows(quick: bool = False) -> list:
     rep = 5 if quick else 7
     # short reads are timed in blocks of calls lasting at least this long
     block = 1e-3 if quick else 5e-3
+    # ... and in enough blocks for the fastest to total this long (at most 3x rep blocks)
+    total = 0.0 if quick else 0.1
 
     def blocked(fns: dict[str, Callable[[], Any]]) -> tuple[dict[str, float], dict[str, Any]]:
-        return interleaved(fns, rep, inner=None, min_block=block)
+        return interleaved(fns, rep, inner=None, min_block=block, min_total=total)
 
     d = 16 if quick else 64
     Q = 16

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import kvmem.core.slot_memory as sm
@@ -123,6 +123,21 @@ def test_fast_4d_sdpa_read_equals_the_general_path(
         assert torch.equal(fast, general)
 
 
+@settings(max_examples=200, deadline=None)
+@given(rows=st.integers(1, 3000), num_n=st.integers(1, 5000), num_q=st.integers(0, 3000))
+@example(rows=1, num_n=512, num_q=8)  # the edges of both cut-offs
+@example(rows=1, num_n=511, num_q=8)
+@example(rows=1, num_n=512, num_q=7)
+@example(rows=2, num_n=1024, num_q=2048)
+@example(rows=2, num_n=1024, num_q=2047)
+@example(rows=2000, num_n=500, num_q=4)  # 4.19 queries' worth: 4 falls short, 5 does not
+@example(rows=2000, num_n=500, num_q=5)
+def test_sdpa_min_queries_is_the_cut_off(rows, num_n, num_q) -> None:
+    # the 4-D read's one comparison against the fewest queries is the cut-off itself
+    at_least = num_q >= sm._sdpa_min_queries(rows, num_n)
+    assert at_least == sm._past_sdpa_cut_off(rows, num_q, num_n)
+
+
 def test_fast_4d_sdpa_read_checks_and_follows_the_memory() -> None:
     K, V, Q = _data((1, 2), 600, 8, 4, 3)
     mem = SlotMemory("dot", "softmax")
@@ -191,9 +206,9 @@ def test_direct_flash_read_is_sdpas_own_choice(b, h, n, q, d, beta, transposed, 
     if d > 1:
         assert flash_chosen == (transposed == "none")
     if transposed in ("none", "queries"):
-        assert kv[3] is not None
+        assert kv[-1] is not None
     elif d > 1:
-        assert kv[3] is None
+        assert kv[-1] is None
 
 
 def F_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kw) -> torch.Tensor:

@@ -108,6 +108,17 @@ def _past_sdpa_cut_off(rows: int, num_q: int, num_n: int) -> bool:
 _FLASH_CPU: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = getattr(
     torch, "_scaled_dot_product_flash_attention_for_cpu", None
 )
+# torch.backends.cuda.flash_sdp_enabled without its Python frame: the switch that
+# torch.nn.attention.sdpa_kernel turns off (for CPU reads too)
+_flash_sdp_enabled: Callable[[], bool] = getattr(
+    torch._C, "_get_flash_sdp_enabled", torch.backends.cuda.flash_sdp_enabled
+)
+_Tensor = torch.Tensor
+_F32 = torch.float32
+#: ``SlotMemory._sdpa_memory``'s decision, made once per write
+_SdpaMemory = tuple[
+    torch.Tensor, torch.Tensor, int, int, int, int, int, float, Callable[..., Any] | None
+]
 # Up to this many queries the flash read checks them through their log-sum-exps read back as a
 # list (~0.6 us for 16) rather than a reduction kernel and ``.item()`` (~1.3 us, whatever the
 # size), which above it checks the queries themselves.
@@ -128,6 +139,13 @@ def _lse_clears_queries(lse: torch.Tensor) -> bool:
     """
     p = math.prod(chain.from_iterable(chain.from_iterable(lse.tolist())))
     return p != 0.0 and math.isfinite(p)
+
+
+def _sdpa_min_queries(rows: int, num_n: int) -> int:
+    """The fewest queries per batch element for which ``_past_sdpa_cut_off(rows, Q, num_n)``
+    holds (it only grows with Q), so a read can compare one number."""
+    by_size = -(-_SDPA_MIN_ELEMENTS // max(rows * num_n, 1))
+    return min(by_size, _SDPA_MIN_Q) if num_n >= _SDPA_MIN_N else by_size
 
 
 def _numel(shape: torch.Size | tuple[int, ...]) -> int:
@@ -264,11 +282,9 @@ class SlotMemory:
         self._keys_cache: torch.Tensor | None = None
         self._values_cache: torch.Tensor | None = None
         self._primal_cache: torch.Tensor | None = None
-        # (K, V, shape, flash kernel or None) for the fast 4-D SDPA read, False when it does
+        # what the fast 4-D SDPA read needs of the memory (_sdpa_memory), False when it does
         # not apply, None: not decided yet
-        self._sdpa_kv: (
-            tuple[torch.Tensor, torch.Tensor, torch.Size, Callable[..., Any] | None] | bool | None
-        ) = None
+        self._sdpa_kv: _SdpaMemory | bool | None = None
         # (values, their version, whether they hold a -0.0): see _has_negative_zero
         self._negative_zero: tuple[torch.Tensor, int, bool] | None = None
 
@@ -512,25 +528,22 @@ class SlotMemory:
             kv = self._sdpa_kv = self._sdpa_memory()
         if (
             kv is False
-            or self.chunk_size is not None
-            or type(queries) is not torch.Tensor
-            or queries.dtype is not torch.float32
+            or type(queries) is not _Tensor
+            or queries.dtype is not _F32
             or not queries.is_cpu
             or queries.ndim != 4
+            or self.chunk_size is not None
         ):
             return None
-        K, V, (b, h, num_n, d_k), flash = kv
+        K, V, b, h, d_k, min_q, max_q_list, dot_scale, flash = kv
         qb, qh, num_q, qd = queries.shape
-        if qb != b or qh != h or qd != d_k:
+        if qb != b or qh != h or qd != d_k or num_q < min_q:
             return None
-        if not _past_sdpa_cut_off(b * h, num_q, num_n):
-            return None
-        scale = self._softmax_scale()
-        if flash and queries.is_contiguous() and torch.backends.cuda.flash_sdp_enabled():
+        beta = self.beta  # (public, so read on every call: the same product as _softmax_scale)
+        scale = (1.0 if beta is None else beta) * dot_scale
+        if flash is not None and queries.is_contiguous() and _flash_sdp_enabled():
             out, lse = flash(queries, K, V, scale=scale)
-            if not (
-                _lse_clears_queries(lse) if b * h * num_q <= _LSE_AS_LIST else finite_sum(queries)
-            ):
+            if not (_lse_clears_queries(lse) if num_q <= max_q_list else finite_sum(queries)):
                 check_finite(queries, "queries")
             return out
         # check_finite's test without its dtype checks (the dtype is known float32 here)
@@ -538,13 +551,13 @@ class SlotMemory:
             check_finite(queries, "queries")
         return F.scaled_dot_product_attention(queries, K, V, scale=scale)
 
-    def _sdpa_memory(
-        self,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Size, Callable[..., Any] | None] | bool:
-        """``(K, V, K.shape, flash)`` when this memory's reads can take ``_read_sdpa_4d``, else
-        False: a dot-product softmax memory of float32 CPU keys and values ``[B, H, N, d]``.
-        ``flash`` is the CPU flash kernel where the stored K and V meet its conditions (one
-        head dimension, unit last stride), else None."""
+    def _sdpa_memory(self) -> _SdpaMemory | bool:
+        """What ``_read_sdpa_4d`` needs of this memory, else False where its reads cannot take
+        it (it reads a dot-product softmax memory of float32 CPU keys and values
+        ``[B, H, N, d]``): ``(K, V, B, H, d_k, the fewest queries past the SDPA cut-off, the
+        most queries checked through the log-sum-exps, _dot_scale(), flash)``, ``flash`` the
+        CPU flash kernel where the stored K and V meet its conditions (one head dimension,
+        unit last stride), else None."""
         if self._n == 0 or self._sep_name != "softmax" or self._sim_name not in _DOT_LIKE:
             return False
         K, V = self.keys, self.values
@@ -556,9 +569,11 @@ class SlotMemory:
             or V.shape[:2] != K.shape[:2]
         ):
             return False
+        b, h, num_n, d_k = K.shape
         unit_last = K.stride(-1) == 1 and V.stride(-1) == 1
-        flash = _FLASH_CPU if unit_last and V.shape[-1] == K.shape[-1] else None
-        return K, V, K.shape, flash
+        flash = _FLASH_CPU if unit_last and V.shape[-1] == d_k else None
+        min_q = _sdpa_min_queries(b * h, num_n)
+        return K, V, b, h, d_k, min_q, _LSE_AS_LIST // (b * h), self._dot_scale(), flash
 
     # ---- read strategies ------------------------------------------------------------------
 
