@@ -199,7 +199,7 @@ def test_direct_flash_read_is_sdpas_own_choice(b, h, n, q, d, beta, transposed, 
     mem.write(K, V)
     scale = 1.0 if beta is None else beta
     out = mem.read(Q)
-    assert torch.equal(out, F_sdpa(Q, K, V, scale=scale))
+    assert torch.equal(out, _sdpa_scaled(Q, K, V, scale=scale))
     kv = mem._sdpa_kv
     assert isinstance(kv, tuple)
     flash_chosen = torch._fused_sdp_choice(Q, K, V, scale=scale) == _FLASH.value
@@ -211,7 +211,7 @@ def test_direct_flash_read_is_sdpas_own_choice(b, h, n, q, d, beta, transposed, 
         assert kv[-1] is None
 
 
-def F_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kw) -> torch.Tensor:
+def _sdpa_scaled(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kw) -> torch.Tensor:
     return torch.nn.functional.scaled_dot_product_attention(q, k, v, **kw)
 
 
@@ -235,13 +235,13 @@ def test_direct_flash_read_follows_sdpa_kernel_and_autograd(monkeypatch) -> None
     # flash disabled by the user: SDPA's math path, as F.scaled_dot_product_attention gives
     with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH):
         out = mem.read(Q)
-        assert torch.equal(out, F_sdpa(Q, K, V, scale=scale))
+        assert torch.equal(out, _sdpa_scaled(Q, K, V, scale=scale))
     assert calls == [1]
     # gradients through the direct call equal SDPA's
     q1 = Q.clone().requires_grad_(True)
     q2 = Q.clone().requires_grad_(True)
     mem.read(q1).square().sum().backward()
-    F_sdpa(q2, K, V, scale=scale).square().sum().backward()
+    _sdpa_scaled(q2, K, V, scale=scale).square().sum().backward()
     assert calls == [1, 1]
     assert q1.grad is not None and torch.equal(q1.grad, q2.grad)
 
@@ -304,7 +304,9 @@ def test_direct_flash_read_keeps_an_overflowing_read_of_finite_queries() -> None
     mem = SlotMemory("dot", "softmax")
     mem.write(K, V)
     out = mem.read(Q)
-    torch.testing.assert_close(out, F_sdpa(Q, K, V, scale=1.0), rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(
+        out, _sdpa_scaled(Q, K, V, scale=1.0), rtol=0, atol=0, equal_nan=True
+    )
     assert not bool(torch.isfinite(out).all())
 
 
