@@ -137,3 +137,23 @@ def test_freed_memory_is_reused_by_worker_threads() -> None:
     fresh = _faults_per_64mib(small | glibc, thread=True, warm=8)
     # (glibc still takes a few fresh pages per aligned request now and then: "most" reused)
     assert fresh > 8000 and kept < fresh / 4, (kept, fresh)
+
+
+def test_the_command_collects_cycles_less_often_and_only_in_its_own_process() -> None:
+    import gc
+
+    from kvmem import cli
+
+    # in its own process (torch not loaded before main): the young threshold is raised,
+    # the older generations' ratios kept
+    code = (
+        "import gc, json; from kvmem.cli import main; before = gc.get_threshold();"
+        " main(['list']); print(json.dumps([before, gc.get_threshold()]))"
+    )
+    before, after = json.loads(_python(code, {}))
+    assert after == [max(before[0], cli.GC_YOUNG_THRESHOLD), before[1], before[2]]
+    assert after[0] > before[0]
+    # called in a process that already loaded torch (a notebook, this test): untouched
+    mine = gc.get_threshold()
+    assert cli.main(["list"]) == 0
+    assert gc.get_threshold() == mine

@@ -15,6 +15,7 @@ line to stderr and exits with code 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import time
 from collections.abc import Sequence
@@ -189,15 +190,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Net allocations of container objects between two young collections of Python's cycle
+#: collector in the ``kvmem`` command (Python's default: 700). Every 10th young collection
+#: is a middle one and every 10th of those a full scan of every object, ~0.5M once torch and
+#: matplotlib are loaded. ``kvmem reproduce`` spent 2.0-2.1 s in 2,467 collections; with
+#: 20,000 it spends 0.5-0.6 s in 77, and ran 1.8-3.0 s faster in three interleaved pairs of
+#: runs, at no more peak memory (1.88-1.94 GB against 1.97-2.06 GB). Reference cycles are
+#: still freed, a little later; no number changes.
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def _collect_less_often() -> None:
+    """Raise the cycle collector's young threshold to :data:`GC_YOUNG_THRESHOLD` (never lower
+    it), keeping the older generations' ratios."""
+    young, middle, old = gc.get_threshold()
+    gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), middle, old)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kvmem`` command; returns the exit code.
 
     Run as the command (torch not yet loaded), it first sets the process memory options of
-    :mod:`kvmem.process_memory`: huge pages for large tensors, freed memory kept for reuse.
+    :mod:`kvmem.process_memory`: huge pages for large tensors, freed memory kept for reuse;
+    and it makes Python's cycle collector run less often (:data:`GC_YOUNG_THRESHOLD`).
     """
     from kvmem.process_memory import configure
 
-    configure()
+    if configure():  # this process is the command's own: torch was not loaded before it
+        _collect_less_often()
     try:
         args = build_parser().parse_args(argv)
         from kvmem.data.bundled import DataError
