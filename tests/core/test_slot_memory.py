@@ -237,6 +237,12 @@ def test_direct_flash_read_follows_sdpa_kernel_and_autograd(monkeypatch) -> None
         out = mem.read(Q)
         assert torch.equal(out, _sdpa_scaled(Q, K, V, scale=scale))
     assert calls == [1]
+    # under autocast SDPA computes in bfloat16 on CPU; so does the read
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = mem.read(Q)
+        ref = _sdpa_scaled(Q, K, V, scale=scale)
+        assert out.dtype == ref.dtype == torch.bfloat16 and torch.equal(out, ref)
+    assert calls == [1]
     # gradients through the direct call equal SDPA's
     q1 = Q.clone().requires_grad_(True)
     q2 = Q.clone().requires_grad_(True)
@@ -779,3 +785,10 @@ def test_one_row_read_turns_a_negative_zero_written_in_place_into_plus_zero() ->
     assert out[0, 0] == 0 and not torch.signbit(out[0, 0]) and out[0, 1] == 1
     V[1, 0] = 2.0
     assert torch.equal(mem.read(q), torch.tensor([[2.0, 1.0]]))
+
+
+def test_the_autocast_test_and_its_fallback_see_cpu_autocast() -> None:
+    for test in (sm._autocast_on, sm._any_autocast):
+        assert not test()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert test()

@@ -113,6 +113,19 @@ _FLASH_CPU: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = getattr(
 _flash_sdp_enabled: Callable[[], bool] = getattr(
     torch._C, "_get_flash_sdp_enabled", torch.backends.cuda.flash_sdp_enabled
 )
+
+
+# Autocast recasts F.scaled_dot_product_attention's inputs (bfloat16 on CPU) but not the flash
+# kernel called directly: under any autocast the 4-D read keeps to SDPA
+def _any_autocast() -> bool:
+    """Whether CPU or CUDA autocast is on (torch builds without the C-level test)."""
+    try:
+        return torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
+    except TypeError:  # torch < 2.4 takes no device
+        return bool(torch.is_autocast_cpu_enabled() or torch.is_autocast_enabled())
+
+
+_autocast_on: Callable[[], bool] = getattr(torch._C, "_is_any_autocast_enabled", _any_autocast)
 _Tensor = torch.Tensor
 _F32 = torch.float32
 #: ``SlotMemory._sdpa_memory``'s decision, made once per write
@@ -517,10 +530,11 @@ class SlotMemory:
         memories). The same conditions, check and kernel as the general path, so the same
         result; what depends only on the memory is decided once per write.
 
-        Where F.scaled_dot_product_attention would run its flash kernel (contiguous queries,
-        d_v = d_k, flash not disabled by ``torch.nn.attention.sdpa_kernel``) the kernel is
-        called directly; for up to ``_LSE_AS_LIST`` queries its per-query log-sum-exp checks
-        them for NaN / Inf (``_lse_clears_queries``): 16 values read back as a list instead of
+        Where F.scaled_dot_product_attention would run its flash kernel on the inputs as
+        given (contiguous queries, d_v = d_k, flash not disabled by
+        ``torch.nn.attention.sdpa_kernel``, no autocast) the kernel is called directly; for up
+        to ``_LSE_AS_LIST`` queries its per-query log-sum-exp checks them for NaN / Inf
+        (``_lse_clears_queries``): 16 values read back as a list instead of
         a reduction over all 1,024 of the queries, ~1 us of a 50 us read.
         """
         kv = self._sdpa_kv
@@ -541,7 +555,12 @@ class SlotMemory:
             return None
         beta = self.beta  # (public, so read on every call: the same product as _softmax_scale)
         scale = (1.0 if beta is None else beta) * dot_scale
-        if flash is not None and queries.is_contiguous() and _flash_sdp_enabled():
+        if (
+            flash is not None
+            and queries.is_contiguous()
+            and _flash_sdp_enabled()
+            and not _autocast_on()
+        ):
             out, lse = flash(queries, K, V, scale=scale)
             if not (_lse_clears_queries(lse) if num_q <= max_q_list else finite_sum(queries)):
                 check_finite(queries, "queries")
