@@ -107,14 +107,14 @@ largest size), ``cue_accuracy`` (%), ``max_load_factor``. Series: ``sizes`` and,
 capacity, ``[sizes][networks]``), ``capacity_chance_corrected_<model>`` (+ ``_ci``), and
 ``accuracy_max_load_<model>`` (+ ``_ci``, %).
 
-Run time: the default search protocol takes ~11 s of CPU (most of it the dense memory at
-N = 160; ``quick``: ~2 s), the curve protocol at ``n_units = 160`` ~34 s. Every kernel
-runs on one intra-op thread (many small tensor operations, and float rounding that does
-not depend on the machine's thread count); the independent pieces, each (model, size,
-search) or (model, load block), run side by side on as many threads as torch is allowed
-(:class:`~kvmem.experiments.base.TaskPool`; ``OMP_NUM_THREADS=1`` runs them one after
-another), with the same numbers bit for bit. On 2 cores: 6.9 s and 18.7 s of wall time
-(11.0 s and 37 s before the pieces ran side by side).
+Run time (computation, measured 2026-12-04 on a quiet 2-core host, under the ``kvmem``
+command's process memory options): the default search protocol takes 5.3 s (7.6 s with
+``OMP_NUM_THREADS=1``; ``quick``: ~2 s), the curve protocol at ``n_units = 160`` 9.1-12.7 s
+(20.2 s on one thread). Every kernel runs on one intra-op thread (many small tensor
+operations, and float rounding that does not depend on the machine's thread count); the
+independent pieces, each (model, size, search) or (model, load block), run side by side on
+as many threads as torch is allowed (:class:`~kvmem.experiments.base.TaskPool`;
+``OMP_NUM_THREADS=1`` runs them one after another), with the same numbers bit for bit.
 """
 
 from __future__ import annotations
