@@ -133,9 +133,13 @@ def test_fast_4d_sdpa_read_equals_the_general_path(
 @example(rows=2000, num_n=500, num_q=4)  # 4.19 queries' worth: 4 falls short, 5 does not
 @example(rows=2000, num_n=500, num_q=5)
 def test_sdpa_min_queries_is_the_cut_off(rows, num_n, num_q) -> None:
-    # the 4-D read's one comparison against the fewest queries is the cut-off itself
+    # the one comparison against the fewest queries is the cut-off as stated: enough scores
+    # in all, or enough queries against enough memories
     at_least = num_q >= sm._sdpa_min_queries(rows, num_n)
-    assert at_least == sm._past_sdpa_cut_off(rows, num_q, num_n)
+    stated = rows * num_q * num_n >= sm._SDPA_MIN_ELEMENTS or (
+        num_n >= sm._SDPA_MIN_N and num_q >= sm._SDPA_MIN_Q
+    )
+    assert at_least == stated == sm._past_sdpa_cut_off(rows, num_q, num_n)
 
 
 def test_fast_4d_sdpa_read_checks_and_follows_the_memory() -> None:
@@ -199,7 +203,7 @@ def test_direct_flash_read_is_sdpas_own_choice(b, h, n, q, d, beta, transposed, 
     mem.write(K, V)
     scale = 1.0 if beta is None else beta
     out = mem.read(Q)
-    assert torch.equal(out, _sdpa_scaled(Q, K, V, scale=scale))
+    assert torch.equal(out, _sdpa_ref(Q, K, V, scale=scale))
     kv = mem._sdpa_kv
     assert isinstance(kv, tuple)
     flash_chosen = torch._fused_sdp_choice(Q, K, V, scale=scale) == _FLASH.value
@@ -209,10 +213,6 @@ def test_direct_flash_read_is_sdpas_own_choice(b, h, n, q, d, beta, transposed, 
         assert kv[-1] is not None
     elif d > 1:
         assert kv[-1] is None
-
-
-def _sdpa_scaled(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kw) -> torch.Tensor:
-    return torch.nn.functional.scaled_dot_product_attention(q, k, v, **kw)
 
 
 def test_direct_flash_read_follows_sdpa_kernel_and_autograd(monkeypatch) -> None:
@@ -235,19 +235,19 @@ def test_direct_flash_read_follows_sdpa_kernel_and_autograd(monkeypatch) -> None
     # flash disabled by the user: SDPA's math path, as F.scaled_dot_product_attention gives
     with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH):
         out = mem.read(Q)
-        assert torch.equal(out, _sdpa_scaled(Q, K, V, scale=scale))
+        assert torch.equal(out, _sdpa_ref(Q, K, V, scale=scale))
     assert calls == [1]
     # under autocast SDPA computes in bfloat16 on CPU; so does the read
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = mem.read(Q)
-        ref = _sdpa_scaled(Q, K, V, scale=scale)
+        ref = _sdpa_ref(Q, K, V, scale=scale)
         assert out.dtype == ref.dtype == torch.bfloat16 and torch.equal(out, ref)
     assert calls == [1]
     # gradients through the direct call equal SDPA's
     q1 = Q.clone().requires_grad_(True)
     q2 = Q.clone().requires_grad_(True)
     mem.read(q1).square().sum().backward()
-    _sdpa_scaled(q2, K, V, scale=scale).square().sum().backward()
+    _sdpa_ref(q2, K, V, scale=scale).square().sum().backward()
     assert calls == [1, 1]
     assert q1.grad is not None and torch.equal(q1.grad, q2.grad)
 
@@ -310,14 +310,14 @@ def test_direct_flash_read_keeps_an_overflowing_read_of_finite_queries() -> None
     mem = SlotMemory("dot", "softmax")
     mem.write(K, V)
     out = mem.read(Q)
-    torch.testing.assert_close(
-        out, _sdpa_scaled(Q, K, V, scale=1.0), rtol=0, atol=0, equal_nan=True
-    )
+    torch.testing.assert_close(out, _sdpa_ref(Q, K, V, scale=1.0), rtol=0, atol=0, equal_nan=True)
     assert not bool(torch.isfinite(out).all())
 
 
-def _sdpa_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=1.0)
+def _sdpa_ref(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float = 1.0
+) -> torch.Tensor:
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=scale)
 
 
 def test_sdpa_cut_off_keeps_small_reads_exact() -> None:

@@ -96,9 +96,15 @@ def _cpu_sdpa(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor, batch: torch.Si
 def _past_sdpa_cut_off(rows: int, num_q: int, num_n: int) -> bool:
     """Whether a read of ``num_q`` queries against ``num_n`` memories in each of ``rows``
     batch elements is large enough for SDPA (the cut-offs above)."""
-    return rows * num_q * num_n >= _SDPA_MIN_ELEMENTS or (
-        num_n >= _SDPA_MIN_N and num_q >= _SDPA_MIN_Q
-    )
+    return num_q >= _sdpa_min_queries(rows, num_n)
+
+
+def _sdpa_min_queries(rows: int, num_n: int) -> int:
+    """The fewest queries per batch element past the cut-offs above: at least
+    ``_SDPA_MIN_ELEMENTS`` scores in all, or ``_SDPA_MIN_Q`` queries against at least
+    ``_SDPA_MIN_N`` memories. The 4-D read decides it once per write and compares one number."""
+    by_size = -(-_SDPA_MIN_ELEMENTS // max(rows * num_n, 1))
+    return min(by_size, _SDPA_MIN_Q) if num_n >= _SDPA_MIN_N else by_size
 
 
 # The kernel F.scaled_dot_product_attention runs on CPU for float32 4-D inputs of one head
@@ -130,7 +136,7 @@ _Tensor = torch.Tensor
 _F32 = torch.float32
 #: ``SlotMemory._sdpa_memory``'s decision, made once per write
 _SdpaMemory = tuple[
-    torch.Tensor, torch.Tensor, int, int, int, int, int, float, Callable[..., Any] | None
+    torch.Tensor, torch.Tensor, int, int, int, int, float, Callable[..., Any] | None
 ]
 # Up to this many queries the flash read checks them through their log-sum-exps read back as a
 # list (~0.6 us for 16) rather than a reduction kernel and ``.item()`` (~1.3 us, whatever the
@@ -152,13 +158,6 @@ def _lse_clears_queries(lse: torch.Tensor) -> bool:
     """
     p = math.prod(chain.from_iterable(chain.from_iterable(lse.tolist())))
     return p != 0.0 and math.isfinite(p)
-
-
-def _sdpa_min_queries(rows: int, num_n: int) -> int:
-    """The fewest queries per batch element for which ``_past_sdpa_cut_off(rows, Q, num_n)``
-    holds (it only grows with Q), so a read can compare one number."""
-    by_size = -(-_SDPA_MIN_ELEMENTS // max(rows * num_n, 1))
-    return min(by_size, _SDPA_MIN_Q) if num_n >= _SDPA_MIN_N else by_size
 
 
 def _numel(shape: torch.Size | tuple[int, ...]) -> int:
@@ -549,7 +548,7 @@ class SlotMemory:
             or self.chunk_size is not None
         ):
             return None
-        K, V, b, h, d_k, min_q, max_q_list, dot_scale, flash = kv
+        K, V, b, h, d_k, min_q, dot_scale, flash = kv
         qb, qh, num_q, qd = queries.shape
         if qb != b or qh != h or qd != d_k or num_q < min_q:
             return None
@@ -562,19 +561,21 @@ class SlotMemory:
             and not _autocast_on()
         ):
             out, lse = flash(queries, K, V, scale=scale)
-            if not (_lse_clears_queries(lse) if num_q <= max_q_list else finite_sum(queries)):
-                check_finite(queries, "queries")
-            return out
-        # check_finite's test without its dtype checks (the dtype is known float32 here)
-        if not finite_sum(queries):
+            small = b * h * num_q <= _LSE_AS_LIST
+            finite = _lse_clears_queries(lse) if small else finite_sum(queries)
+        else:
+            out = F.scaled_dot_product_attention(queries, K, V, scale=scale)
+            finite = finite_sum(queries)
+        # (finite_sum is check_finite's test without its dtype checks: float32 is known here)
+        if not finite:
             check_finite(queries, "queries")
-        return F.scaled_dot_product_attention(queries, K, V, scale=scale)
+        return out
 
     def _sdpa_memory(self) -> _SdpaMemory | bool:
         """What ``_read_sdpa_4d`` needs of this memory, else False where its reads cannot take
         it (it reads a dot-product softmax memory of float32 CPU keys and values
-        ``[B, H, N, d]``): ``(K, V, B, H, d_k, the fewest queries past the SDPA cut-off, the
-        most queries checked through the log-sum-exps, _dot_scale(), flash)``, ``flash`` the
+        ``[B, H, N, d]``): ``(K, V, B, H, d_k, the fewest queries past the SDPA cut-off,
+        _dot_scale(), flash)``, ``flash`` the
         CPU flash kernel where the stored K and V meet its conditions (one head dimension,
         unit last stride), else None."""
         if self._n == 0 or self._sep_name != "softmax" or self._sim_name not in _DOT_LIKE:
@@ -592,7 +593,7 @@ class SlotMemory:
         unit_last = K.stride(-1) == 1 and V.stride(-1) == 1
         flash = _FLASH_CPU if unit_last and V.shape[-1] == d_k else None
         min_q = _sdpa_min_queries(b * h, num_n)
-        return K, V, b, h, d_k, min_q, _LSE_AS_LIST // (b * h), self._dot_scale(), flash
+        return K, V, b, h, d_k, min_q, self._dot_scale(), flash
 
     # ---- read strategies ------------------------------------------------------------------
 
